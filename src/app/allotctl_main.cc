@@ -1,0 +1,2 @@
+// Placeholder until the allotctl main lands.
+int main() { return 1; }

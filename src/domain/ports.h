@@ -1,0 +1,184 @@
+// The ports of the domain: what the business rules need from the outside world, declared
+// as pure interfaces. Adapters implement them (redis/ for HotStore, mysql/ for Ledger);
+// unit tests implement them with in-memory fakes. Nothing here includes an I/O header.
+//
+// Every HotStore call is one atomic step in one Redis slot and is idempotent: repeating a
+// call with the same arguments after an unknown outcome (a timeout) changes nothing more.
+// That is what lets the adapters retry a call whose reply was lost.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "core/result.h"
+#include "domain/order.h"
+#include "domain/quantities.h"
+#include "domain/record_key.h"
+
+namespace allot {
+
+enum class Route { kRedis, kMysql };
+[[nodiscard]] std::string_view routeName(Route route);
+
+// ---- Order-level steps (the order's own slot) ----
+
+struct ClaimOutcome {
+  enum class Kind {
+    kClaimed,     // this caller owns the pending order (new, its own retry, or a takeover)
+    kReplay,      // already allocated/shortage/deducted with the same lines
+    kConflict,    // the order exists with other lines
+    kRolledBack,  // a tombstone
+    kBusy,        // another caller is allocating it right now
+  };
+  Kind kind = Kind::kClaimed;
+  OrderStatus status = OrderStatus::kPending;
+  std::string answer_blob;  // for kReplay: encoded LineOutcomes
+};
+
+enum class ReleaseKind {
+  kUndo,      // reverse a hold of an order that was refused; no tombstone
+  kRollback,  // the caller cancelled: return the hold, leave a tombstone
+  kDeduct,    // the warehouse shipped: the hold leaves preallocated and on_hand
+};
+
+struct EndOutcome {  // rollback or deduct at the order level
+  enum class Kind {
+    kStarted,     // state changed now; release the lines
+    kReplay,      // already in the requested end state
+    kNotFound,    // deduct of an unknown order
+    kRolledBack,  // deduct of a rolled-back order
+    kDeducted,    // rollback of a deducted order
+    kBusy,        // deduct of an order still being allocated
+  };
+  Kind kind = Kind::kStarted;
+  std::string lines_blob;    // encoded LineRequests (empty for a bare tombstone)
+  bool released = false;     // kReplay: every line was already released
+};
+
+struct StoredOrder {
+  OrderStatus status = OrderStatus::kPending;
+  std::string lines_blob;   // encoded LineRequests
+  std::string answer_blob;  // encoded LineOutcomes (empty while pending)
+};
+
+// ---- Record-level steps (the record's slot) ----
+
+struct HoldOutcome {
+  enum class Kind { kHeld, kAlreadyHeld, kInsufficient, kRolledBack, kNotLoaded };
+  Kind kind = Kind::kHeld;
+  std::int64_t allocated = 0;
+  std::int64_t shortage = 0;
+  std::int64_t available = 0;  // kInsufficient: what was available
+};
+
+struct ReleaseOutcome {
+  bool released = false;  // false: nothing was held (already released, or never held)
+  std::int64_t allocated = 0;
+  std::int64_t shortage = 0;
+};
+
+struct AdjustChange {
+  enum class Mode { kDelta, kSet };
+  Mode mode = Mode::kDelta;
+  std::int64_t value = 0;
+};
+
+struct HotAdjustOutcome {
+  enum class Kind { kApplied, kReplay, kInsufficient, kNotLoaded };
+  Kind kind = Kind::kApplied;
+  std::int64_t delta = 0;  // the on_hand change (computed for kSet)
+  Quantities after;        // the record after the call
+};
+
+class HotStore {
+ public:
+  virtual ~HotStore() = default;
+
+  [[nodiscard]] virtual Result<ClaimOutcome> claimOrder(const OrderRef& order,
+                                                        const std::string& lines_blob,
+                                                        const std::string& digest,
+                                                        const std::string& token,
+                                                        std::int64_t now_ms) = 0;
+  // false when the order is no longer pending (a rollback won the race).
+  [[nodiscard]] virtual Result<bool> commitOrder(const OrderRef& order, OrderStatus status,
+                                                 const std::string& answer_blob) = 0;
+  // Forgets a pending order claimed with token (a refused all-or-nothing order).
+  [[nodiscard]] virtual Result<void> abortOrder(const OrderRef& order,
+                                                const std::string& token) = 0;
+  [[nodiscard]] virtual Result<EndOutcome> endOrder(const OrderRef& order, ReleaseKind kind) = 0;
+  // Every line of an ended order is released; starts the retention countdown.
+  [[nodiscard]] virtual Result<void> markOrderReleased(const OrderRef& order) = 0;
+  [[nodiscard]] virtual Result<std::optional<StoredOrder>> readOrder(const OrderRef& order) = 0;
+
+  [[nodiscard]] virtual Result<HoldOutcome> hold(const RecordKey& key, const std::string& order_no,
+                                                 std::int64_t qty, bool allow_shortage) = 0;
+  [[nodiscard]] virtual Result<ReleaseOutcome> release(const RecordKey& key,
+                                                       const std::string& order_no,
+                                                       ReleaseKind kind) = 0;
+  [[nodiscard]] virtual Result<HotAdjustOutcome> adjust(const RecordKey& key,
+                                                        const std::string& ref,
+                                                        AdjustChange change) = 0;
+  [[nodiscard]] virtual Result<std::optional<Quantities>> readRecord(const RecordKey& key) = 0;
+  // Loads a record under WATCH unless Redis already has it. True when this call loaded it;
+  // false when it was already there (Redis state is newer and is never overwritten).
+  [[nodiscard]] virtual Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) = 0;
+  // A real script call, for readiness.
+  [[nodiscard]] virtual Result<void> ping() = 0;
+};
+
+// ---- The database of record ----
+
+struct AdjustmentClaim {
+  enum class Kind {
+    kNew,       // the ref was free and is now claimed (state pending)
+    kResume,    // claimed earlier with the same body, not complete: redo the steps
+    kReplay,    // complete with the same body: answer with `answer`
+    kConflict,  // the ref was used with another body
+  };
+  Kind kind = Kind::kNew;
+  std::optional<Quantities> answer;  // kReplay
+};
+
+struct CompensationTask {
+  std::string kind;  // "release_undo" | "release_rollback" | "release_deduct" | "adjust_redis"
+  RecordKey key;
+  std::string order_no;  // or the adjust ref
+  std::string reason;
+};
+
+class Ledger {
+ public:
+  virtual ~Ledger() = default;
+
+  [[nodiscard]] virtual Result<std::optional<Quantities>> findRecord(const RecordKey& key) = 0;
+  // Creates a zero record unless it exists.
+  [[nodiscard]] virtual Result<void> ensureRecord(const RecordKey& key) = 0;
+  // Claims an adjust ref (unique per dept_no) for this body digest.
+  [[nodiscard]] virtual Result<AdjustmentClaim> claimAdjustment(const RecordKey& key,
+                                                                const std::string& ref,
+                                                                const std::string& digest) = 0;
+  // Adds delta to the record's on_hand at most once per ref, in one transaction with the
+  // adjustment row (so the write-back may call it again for the same ref harmlessly).
+  // Fails with kInsufficientStock when on_hand would become negative.
+  [[nodiscard]] virtual Result<void> applyAdjustment(const RecordKey& key, const std::string& ref,
+                                                     std::int64_t delta) = 0;
+  [[nodiscard]] virtual Result<void> completeAdjustment(const std::string& dept_no,
+                                                        const std::string& ref,
+                                                        const Quantities& answer) = 0;
+  // Releases a claim that changed nothing (a refused adjust), so the ref can be used again.
+  [[nodiscard]] virtual Result<void> dropAdjustmentClaim(const std::string& dept_no,
+                                                         const std::string& ref) = 0;
+  // Durable record of a reverse step that failed inline, for the compensation worker.
+  [[nodiscard]] virtual Result<void> recordCompensation(const CompensationTask& task) = 0;
+  [[nodiscard]] virtual Result<void> ping() = 0;
+};
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  [[nodiscard]] virtual std::int64_t nowMs() = 0;
+  virtual void sleepMs(std::int64_t ms) = 0;
+};
+
+}  // namespace allot

@@ -1,0 +1,21 @@
+// Addresses of the throwaway servers that scripts/test starts for the integration tests.
+// A missing variable is a failed test, never a skipped one.
+#pragma once
+
+#include <string>
+
+namespace allot::testing {
+
+// The value of an environment variable that must be set; fails the current test (and returns
+// an empty string) when it is not.
+std::string requiredEnv(const char* name);
+
+inline std::string redisUrl() { return requiredEnv("ALLOT_TEST_REDIS_URL"); }
+inline std::string redisClusterUrl() { return requiredEnv("ALLOT_TEST_REDIS_CLUSTER_URL"); }
+inline std::string mysqlUrl() { return requiredEnv("ALLOT_TEST_MYSQL_URL"); }
+
+// A string unique to this process and call, usable as a dept_no or order_no prefix so
+// tests sharing one server never see each other's records.
+std::string uniqueName(const std::string& prefix);
+
+}  // namespace allot::testing
