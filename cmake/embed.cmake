@@ -13,13 +13,16 @@ function(allot_embed)
   foreach(f ${ARG_FILES})
     list(APPEND abs_files ${CMAKE_CURRENT_SOURCE_DIR}/${f})
   endforeach()
+  # The list goes to the script comma-separated: a ';' would split the command line.
+  string(REPLACE ";" "," files_arg "${abs_files}")
   add_custom_command(
     OUTPUT ${header} ${source}
     COMMAND ${CMAKE_COMMAND} -DOUT_HEADER=${header} -DOUT_SOURCE=${source}
-            -DNAMESPACE=${ARG_NAMESPACE} -DTARGET=${ARG_TARGET} "-DFILES=${abs_files}"
+            -DNAMESPACE=${ARG_NAMESPACE} -DTARGET=${ARG_TARGET} -DFILES=${files_arg}
             -P ${PROJECT_SOURCE_DIR}/cmake/embed_generate.cmake
     DEPENDS ${abs_files} ${PROJECT_SOURCE_DIR}/cmake/embed_generate.cmake
-    COMMENT "Embedding ${ARG_TARGET}")
+    COMMENT "Embedding ${ARG_TARGET}"
+    VERBATIM)
   add_library(${ARG_TARGET} STATIC ${source})
   target_include_directories(${ARG_TARGET} PUBLIC ${out_dir})
 endfunction()

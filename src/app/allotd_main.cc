@@ -1,2 +1,114 @@
-// Placeholder until the allotd main lands.
-int main() { return 1; }
+// allotd: the pre-allocation service. Wires the adapters to the domain and serves HTTP until
+// SIGINT or SIGTERM.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "app/config.h"
+#include "domain/preallocation_service.h"
+#include "domain/system_clock.h"
+#include "http/routes.h"
+#include "http/server.h"
+#include "mysql/mysql_ledger.h"
+#include "mysql/url.h"
+#include "redis/client.h"
+#include "redis/redis_stock_store.h"
+
+namespace {
+
+using allot::Result;
+
+// Retries `connect` until it succeeds or the start-up deadline passes, so allotd may start
+// before its servers are ready (as under systemd or scripts/serve).
+template <typename Connect>
+auto connectWithDeadline(const char* what, std::int64_t timeout_ms, Connect connect)
+    -> decltype(connect()) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    auto result = connect();
+    if (result || std::chrono::steady_clock::now() >= deadline) return result;
+    spdlog::warn("{} is not reachable yet ({}); retrying", what, result.error().message);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+int run(const allot::app::Config& config) {
+  auto redis_options = allot::redis::parseRedisUrl(config.redis_url);
+  if (!redis_options) {
+    spdlog::error("redis_url: {}", redis_options.error().message);
+    return 2;
+  }
+  redis_options->pool_size_per_node = static_cast<std::size_t>(config.redis_pool_size);
+  auto mysql_options = allot::mysql::parseMysqlUrl(config.mysql_url);
+  if (!mysql_options) {
+    spdlog::error("mysql_url: {}", mysql_options.error().message);
+    return 2;
+  }
+  auto redis = connectWithDeadline("Redis", config.startup_timeout_ms,
+                                   [&] { return allot::redis::Client::connect(*redis_options); });
+  if (!redis) {
+    spdlog::error("cannot connect to Redis: {}", redis.error().message);
+    return 1;
+  }
+  auto ledger = connectWithDeadline("MariaDB", config.startup_timeout_ms,
+                                    [&] { return allot::mysql::MysqlLedger::open(*mysql_options); });
+  if (!ledger) {
+    spdlog::error("cannot open the database: {}", ledger.error().message);
+    return 1;
+  }
+  allot::redis::RedisStockStore store(**redis, {config.retention_seconds, allot::limits::kOrderLeaseMs});
+  allot::SystemClock clock;
+  allot::ServiceCounters counters;
+  allot::PreallocationService service(store, **ledger, clock, counters);
+  allot::http::Router router(service, counters,
+                             {config.api_token, config.admin_token, config.default_route});
+  allot::http::HttpServer server(
+      router, {config.listen_host, config.listen_port, static_cast<std::size_t>(config.http_threads)});
+  if (auto started = server.start(); !started) {
+    spdlog::error("{}", started.error().message);
+    return 1;
+  }
+  spdlog::info("allotd listening on {}:{} (redis {}, cluster {})", config.listen_host, server.port(),
+               config.redis_url, (*redis)->isCluster());
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {} received; stopping", received);
+  server.stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block the stop signals in every thread; the main thread waits for them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App cli{"allotd: inventory pre-allocation service"};
+  std::string config_path;
+  cli.add_option("--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  cli.set_version_flag("--version", "allotd 0.1.0");
+  CLI11_PARSE(cli, argc, argv);
+
+  auto config = allot::app::loadConfig(config_path, [](const char* name) { return std::getenv(name); });
+  if (!config) {
+    spdlog::error("configuration: {}", config.error().message);
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  if (config->default_route == allot::Route::kMysql) {
+    spdlog::error("default_route mysql: the MySQL path is not built yet; use redis");
+    return 2;
+  }
+  return run(*config);
+}

@@ -1,1 +1,38 @@
+// allotd's configuration: a TOML file (allotd --config FILE) whose every key can be
+// overridden by an environment variable named ALLOT_ + the key in upper case
+// (listen -> ALLOT_LISTEN, redis_url -> ALLOT_REDIS_URL, ...). See deploy/allotd.example.toml.
 #pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/result.h"
+#include "domain/ports.h"
+
+namespace allot::app {
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  std::string redis_url = "redis://127.0.0.1:6390";
+  std::string mysql_url = "mysql://allot:secret@127.0.0.1:3390/allot";
+  std::string admin_token;  // empty: admin endpoints refused
+  std::string api_token;    // empty: /v1 needs no token
+  Route default_route = Route::kRedis;
+  std::int64_t http_threads = 64;
+  std::int64_t redis_pool_size = 64;
+  std::int64_t retention_seconds = 7 * 24 * 3600;
+  std::int64_t startup_timeout_ms = 30'000;  // how long to wait for Redis and MariaDB at start
+  std::string log_level = "info";
+
+  // Derived from listen.
+  std::string listen_host;
+  std::uint16_t listen_port = 0;
+};
+
+using EnvLookup = std::function<const char*(const char*)>;
+
+// Reads the file (when path is not empty), applies the environment, validates everything.
+[[nodiscard]] Result<Config> loadConfig(const std::string& path, const EnvLookup& env);
+
+}  // namespace allot::app

@@ -1,0 +1,358 @@
+#include "domain/preallocation_service.h"
+
+#include <random>
+
+#include "core/assert.h"
+
+namespace allot {
+
+struct PreallocationService::HeldLines {
+  std::vector<LineOutcome> outcomes;   // one per line held so far, in request order
+  std::vector<RecordKey> touched;      // every record a hold was attempted on
+  std::optional<std::size_t> first_short;
+  std::int64_t first_short_available = 0;
+  bool rolled_back = false;            // a rollback of this order won the race
+};
+
+PreallocationService::PreallocationService(HotStore& hot, Ledger& ledger, Clock& clock,
+                                           ServiceCounters& counters, ServiceOptions options)
+    : hot_(hot), ledger_(ledger), clock_(clock), counters_(counters), options_(options) {
+  std::random_device device;
+  token_seed_ = (static_cast<std::uint64_t>(device()) << 32) ^ device();
+}
+
+std::string PreallocationService::newToken() {
+  return std::to_string(token_seed_) + "." + std::to_string(token_sequence_.fetch_add(1));
+}
+
+// ---- preallocate ----
+
+Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRequest& request) {
+  ALLOT_ASSERT(!request.lines.empty() && request.lines.size() <= limits::kOrderLinesMax);
+  const OrderRef order{request.dept_no, request.order_no};
+  const std::string token = newToken();
+  ALLOT_TRY(claim, claimWithWait(order, encodeLineRequests(request.lines),
+                                 linesDigest(request.lines), token));
+  switch (claim.kind) {
+    case ClaimOutcome::Kind::kClaimed: break;
+    case ClaimOutcome::Kind::kReplay: {
+      ALLOT_TRY(lines, decodeLineOutcomes(request.dept_no, claim.answer_blob));
+      counters_.orders_replayed.fetch_add(1);
+      const auto status =
+          claim.status == OrderStatus::kDeducted ? OrderStatus::kAllocated : claim.status;
+      return OrderAnswer{request.order_no, status, true, std::move(lines)};
+    }
+    case ClaimOutcome::Kind::kConflict:
+      return fail(ErrorCode::kIdempotencyConflict,
+                  "order " + request.order_no + " was already placed with other lines");
+    case ClaimOutcome::Kind::kRolledBack:
+      return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+    case ClaimOutcome::Kind::kBusy:
+      ALLOT_ASSERT(false);  // claimWithWait turns kBusy into an error
+  }
+  auto held = holdLines(request);
+  if (!held) {
+    // The outcome of the failing line is unknown: reverse it too (a release is idempotent).
+    std::vector<RecordKey> keys;
+    for (const auto& line : request.lines) keys.push_back(line.key);
+    if (releaseLines(request.order_no, keys, ReleaseKind::kUndo)) {
+      (void)hot_.abortOrder(order, token);
+    }
+    return std::unexpected(held.error());
+  }
+  return finishOrder(request, *held, token);
+}
+
+Result<ClaimOutcome> PreallocationService::claimWithWait(const OrderRef& order,
+                                                         const std::string& blob,
+                                                         const std::string& digest,
+                                                         const std::string& token) {
+  const std::int64_t deadline = clock_.nowMs() + options_.busy_wait_ms;
+  std::int64_t pause_ms = 2;
+  while (true) {
+    ALLOT_TRY(claim, hot_.claimOrder(order, blob, digest, token, clock_.nowMs()));
+    if (claim.kind != ClaimOutcome::Kind::kBusy) return claim;
+    if (clock_.nowMs() >= deadline) {
+      counters_.busy_waits_exhausted.fetch_add(1);
+      return fail(ErrorCode::kUnavailable,
+                  "order " + order.order_no + " is being allocated by another call; retry");
+    }
+    clock_.sleepMs(pause_ms);
+    pause_ms = std::min<std::int64_t>(pause_ms * 2, 50);
+  }
+}
+
+Result<PreallocationService::HeldLines> PreallocationService::holdLines(
+    const PreallocateRequest& request) {
+  HeldLines held;
+  for (std::size_t i = 0; i < request.lines.size(); ++i) {
+    const auto& line = request.lines[i];
+    held.touched.push_back(line.key);
+    ALLOT_TRY(outcome, holdOne(line, request.order_no, request.allow_shortage));
+    switch (outcome.kind) {
+      case HoldOutcome::Kind::kHeld:
+      case HoldOutcome::Kind::kAlreadyHeld:
+        ALLOT_ASSERT(outcome.allocated + outcome.shortage == line.qty);
+        held.outcomes.push_back({line.key, line.qty, outcome.allocated, outcome.shortage});
+        break;
+      case HoldOutcome::Kind::kInsufficient:
+        held.first_short = i;
+        held.first_short_available = outcome.available;
+        return held;
+      case HoldOutcome::Kind::kRolledBack:
+        held.rolled_back = true;
+        return held;
+      case HoldOutcome::Kind::kNotLoaded:
+        return fail(ErrorCode::kUnavailable, "record " + line.key.index() + " could not be loaded");
+    }
+  }
+  return held;
+}
+
+Result<HoldOutcome> PreallocationService::holdOne(const LineRequest& line,
+                                                  const std::string& order_no,
+                                                  bool allow_shortage) {
+  for (int attempt = 0; attempt < limits::kLoadAttemptsMax; ++attempt) {
+    ALLOT_TRY(outcome, hot_.hold(line.key, order_no, line.qty, allow_shortage));
+    if (outcome.kind != HoldOutcome::Kind::kNotLoaded) return outcome;
+    // An unknown record has nothing available; with allow_shortage the shortage is recorded
+    // on it, so it must exist.
+    ALLOT_TRY(exists, loadRecord(line.key, allow_shortage));
+    if (!exists) return HoldOutcome{HoldOutcome::Kind::kInsufficient, 0, 0, 0};
+  }
+  return HoldOutcome{HoldOutcome::Kind::kNotLoaded};
+}
+
+Result<bool> PreallocationService::loadRecord(const RecordKey& key, bool create) {
+  ALLOT_TRY(stored, ledger_.findRecord(key));
+  if (!stored) {
+    if (!create) return false;
+    ALLOT_TRY_VOID(ledger_.ensureRecord(key));
+    stored = Quantities{};
+  }
+  ALLOT_TRY(loaded_now, hot_.loadRecord(key, *stored));
+  if (loaded_now) counters_.record_loads.fetch_add(1);
+  return true;
+}
+
+Result<PreallocateOutcome> PreallocationService::finishOrder(const PreallocateRequest& request,
+                                                             HeldLines& held,
+                                                             const std::string& token) {
+  const OrderRef order{request.dept_no, request.order_no};
+  if (held.rolled_back) {
+    releaseLines(request.order_no, held.touched, ReleaseKind::kRollback);
+    return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+  }
+  if (held.first_short) {
+    auto short_lines = collectShortLines(request, *held.first_short, held.first_short_available);
+    if (releaseLines(request.order_no, held.touched, ReleaseKind::kUndo)) {
+      (void)hot_.abortOrder(order, token);  // a leftover claim expires with its lease
+    }
+    counters_.orders_refused.fetch_add(1);
+    return PreallocateRefusal{std::move(short_lines)};
+  }
+  bool any_shortage = false;
+  for (const auto& line : held.outcomes) any_shortage = any_shortage || line.shortage > 0;
+  const auto status = any_shortage ? OrderStatus::kShortage : OrderStatus::kAllocated;
+  ALLOT_TRY(committed, hot_.commitOrder(order, status, encodeLineOutcomes(held.outcomes)));
+  if (!committed) {
+    releaseLines(request.order_no, held.touched, ReleaseKind::kRollback);
+    return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+  }
+  counters_.orders_allocated.fetch_add(1);
+  return OrderAnswer{request.order_no, status, false, std::move(held.outcomes)};
+}
+
+std::vector<ShortLine> PreallocationService::collectShortLines(const PreallocateRequest& request,
+                                                               std::size_t first_short,
+                                                               std::int64_t first_available) {
+  // The first short line is known exactly; the lines after it were not tried, so they are
+  // named when a read shows them short too (informational: nothing is held on them).
+  std::vector<ShortLine> short_lines;
+  const auto& first = request.lines[first_short];
+  short_lines.push_back({first.key, first.qty, first_available});
+  for (std::size_t i = first_short + 1; i < request.lines.size(); ++i) {
+    const auto& line = request.lines[i];
+    auto stored = hot_.readRecord(line.key);
+    if (!stored) continue;
+    const std::int64_t available = stored->has_value() ? (*stored)->available() : 0;
+    if (available < line.qty) short_lines.push_back({line.key, line.qty, available});
+  }
+  return short_lines;
+}
+
+// ---- rollback and deduct: one shared path that ends an order and releases its lines ----
+
+Result<EndAnswer> PreallocationService::rollback(const OrderRef& order) {
+  return endOrder(order, ReleaseKind::kRollback);
+}
+
+Result<EndAnswer> PreallocationService::deduct(const OrderRef& order) {
+  return endOrder(order, ReleaseKind::kDeduct);
+}
+
+Result<EndAnswer> PreallocationService::endOrder(const OrderRef& order, ReleaseKind kind) {
+  ALLOT_ASSERT(kind != ReleaseKind::kUndo);
+  const auto end_status =
+      kind == ReleaseKind::kRollback ? OrderStatus::kRolledBack : OrderStatus::kDeducted;
+  const std::int64_t deadline = clock_.nowMs() + options_.busy_wait_ms;
+  while (true) {
+    ALLOT_TRY(end, hot_.endOrder(order, kind));
+    switch (end.kind) {
+      case EndOutcome::Kind::kNotFound:
+        return fail(ErrorCode::kNotFound, "order " + order.order_no + " is unknown");
+      case EndOutcome::Kind::kRolledBack:
+        return fail(ErrorCode::kOrderRolledBack, "order " + order.order_no + " was rolled back");
+      case EndOutcome::Kind::kDeducted:
+        return fail(ErrorCode::kOrderDeducted, "order " + order.order_no + " was deducted");
+      case EndOutcome::Kind::kBusy:
+        if (clock_.nowMs() >= deadline) {
+          counters_.busy_waits_exhausted.fetch_add(1);
+          return fail(ErrorCode::kUnavailable,
+                      "order " + order.order_no + " is being allocated; retry");
+        }
+        clock_.sleepMs(10);
+        continue;
+      case EndOutcome::Kind::kStarted:
+      case EndOutcome::Kind::kReplay:
+        break;
+    }
+    const bool replayed = end.kind == EndOutcome::Kind::kReplay;
+    if (!replayed || !end.released) {
+      ALLOT_TRY(lines, decodeLineRequests(order.dept_no, end.lines_blob));
+      std::vector<RecordKey> keys;
+      for (const auto& line : lines) keys.push_back(line.key);
+      if (!releaseLines(order.order_no, keys, kind)) {
+        return fail(ErrorCode::kUnavailable,
+                    "order " + order.order_no + " is " + std::string(orderStatusName(end_status)) +
+                        " but some lines are not released yet; retry to finish");
+      }
+      ALLOT_TRY_VOID(hot_.markOrderReleased(order));
+    }
+    if (!replayed) {
+      (kind == ReleaseKind::kRollback ? counters_.rollbacks : counters_.deducts).fetch_add(1);
+    }
+    return EndAnswer{order.order_no, end_status, replayed};
+  }
+}
+
+bool PreallocationService::releaseLines(const std::string& order_no,
+                                        const std::vector<RecordKey>& keys, ReleaseKind kind) {
+  static constexpr const char* kKindNames[] = {"release_undo", "release_rollback",
+                                               "release_deduct"};
+  bool all_released = true;
+  for (const auto& key : keys) {
+    Result<ReleaseOutcome> outcome = fail(ErrorCode::kInternal, "not attempted");
+    for (int attempt = 0; attempt < options_.reverse_attempts; ++attempt) {
+      if (attempt > 0) {
+        counters_.reverse_retries.fetch_add(1);
+        clock_.sleepMs(5 << attempt);
+      }
+      outcome = hot_.release(key, order_no, kind);
+      if (outcome) break;
+    }
+    if (outcome) continue;
+    all_released = false;
+    const CompensationTask task{kKindNames[static_cast<int>(kind)], key, order_no,
+                                outcome.error().message};
+    if (ledger_.recordCompensation(task)) {
+      counters_.compensations_recorded.fetch_add(1);
+    } else {
+      counters_.compensations_unrecorded.fetch_add(1);
+    }
+  }
+  return all_released;
+}
+
+// ---- reads ----
+
+Result<OrderAnswer> PreallocationService::findOrder(const OrderRef& order) {
+  ALLOT_TRY(stored, hot_.readOrder(order));
+  if (!stored) return fail(ErrorCode::kNotFound, "order " + order.order_no + " is unknown");
+  if (stored->status == OrderStatus::kPending) {
+    return fail(ErrorCode::kUnavailable, "order " + order.order_no + " is being allocated; retry");
+  }
+  ALLOT_TRY(lines, decodeLineOutcomes(order.dept_no, stored->answer_blob));
+  return OrderAnswer{order.order_no, stored->status, false, std::move(lines)};
+}
+
+Result<Quantities> PreallocationService::readRecord(const RecordKey& key) {
+  ALLOT_TRY(hot, hot_.readRecord(key));
+  if (hot) return *hot;
+  ALLOT_TRY(stored, ledger_.findRecord(key));
+  if (stored) return *stored;
+  return fail(ErrorCode::kNotFound, "record " + key.index() + " was never seen");
+}
+
+Result<void> PreallocationService::checkReady() {
+  if (auto hot = hot_.ping(); !hot) {
+    return fail(ErrorCode::kUnavailable, "redis: " + hot.error().message);
+  }
+  if (auto db = ledger_.ping(); !db) {
+    return fail(ErrorCode::kUnavailable, "database: " + db.error().message);
+  }
+  return {};
+}
+
+// ---- adjust ----
+
+Result<Quantities> PreallocationService::adjust(const AdjustRequest& request,
+                                                const std::string& digest) {
+  ALLOT_ASSERT(request.delta.has_value() != request.on_hand.has_value());
+  const auto& key = request.key;
+  ALLOT_TRY(claim, ledger_.claimAdjustment(key, request.ref, digest));
+  switch (claim.kind) {
+    case AdjustmentClaim::Kind::kConflict:
+      return fail(ErrorCode::kIdempotencyConflict,
+                  "ref " + request.ref + " was already used with another body");
+    case AdjustmentClaim::Kind::kReplay:
+      ALLOT_ASSERT(claim.answer.has_value());
+      return *claim.answer;
+    case AdjustmentClaim::Kind::kNew:
+    case AdjustmentClaim::Kind::kResume:
+      break;
+  }
+  const bool increase = request.delta.has_value() && *request.delta > 0;
+  const AdjustChange change = request.delta
+                                  ? AdjustChange{AdjustChange::Mode::kDelta, *request.delta}
+                                  : AdjustChange{AdjustChange::Mode::kSet, *request.on_hand};
+  // A decrease of a record that exists nowhere is refused without creating it.
+  ALLOT_TRY(exists, loadRecord(key, /*create=*/increase || !request.delta));
+  if (!exists) {
+    (void)ledger_.dropAdjustmentClaim(key.dept_no, request.ref);
+    return fail(ErrorCode::kInsufficientStock, "record " + key.index() + " has no stock");
+  }
+  // An increase is recorded in the database first, so Redis never offers stock the record
+  // does not have; if Redis then fails, the database wins and a retry (or the compensation
+  // worker) finishes the Redis step. Everything else goes to Redis first, where the check
+  // against available is atomic; if the database then fails, Redis wins and the adjust event
+  // in the outbox carries the change to the database (applied once per ref).
+  if (increase) ALLOT_TRY_VOID(ledger_.applyAdjustment(key, request.ref, *request.delta));
+  ALLOT_TRY(outcome, adjustInRedis(key, request.ref, change));
+  if (outcome.kind == HotAdjustOutcome::Kind::kInsufficient) {
+    (void)ledger_.dropAdjustmentClaim(key.dept_no, request.ref);
+    return fail(ErrorCode::kInsufficientStock,
+                "record " + key.index() + " has " + std::to_string(outcome.after.available()) +
+                    " available; the change would make available negative");
+  }
+  if (!increase) ALLOT_TRY_VOID(ledger_.applyAdjustment(key, request.ref, outcome.delta));
+  ALLOT_TRY_VOID(ledger_.completeAdjustment(key.dept_no, request.ref, outcome.after));
+  counters_.adjusts.fetch_add(1);
+  return outcome.after;
+}
+
+Result<HotAdjustOutcome> PreallocationService::adjustInRedis(const RecordKey& key,
+                                                             const std::string& ref,
+                                                             AdjustChange change) {
+  for (int attempt = 0; attempt < limits::kLoadAttemptsMax; ++attempt) {
+    ALLOT_TRY(outcome, hot_.adjust(key, ref, change));
+    if (outcome.kind != HotAdjustOutcome::Kind::kNotLoaded) {
+      ALLOT_ASSERT(outcome.after.valid());
+      return outcome;
+    }
+    ALLOT_TRY_VOID(loadRecord(key, /*create=*/true));
+  }
+  return fail(ErrorCode::kUnavailable, "record " + key.index() + " could not be loaded");
+}
+
+}  // namespace allot

@@ -1,0 +1,79 @@
+// The business rules of pre-allocation, written against the ports only. The multi-line
+// protocol: an order is claimed in its own slot, its lines are held one by one (each an
+// atomic script in the record's slot), and the order is committed. A line that cannot be
+// held makes the order refused: the lines already held are reversed (the seed's first
+// compensation stage), a reverse that keeps failing is recorded as a durable compensation
+// task (second stage), and the reconciliation scan is the last net (third stage).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/limits.h"
+#include "core/result.h"
+#include "domain/counters.h"
+#include "domain/order.h"
+#include "domain/ports.h"
+
+namespace allot {
+
+struct ServiceOptions {
+  std::int64_t order_lease_ms = limits::kOrderLeaseMs;
+  std::int64_t busy_wait_ms = limits::kBusyWaitMs;
+  int reverse_attempts = limits::kReverseAttemptsMax;
+};
+
+class PreallocationService {
+ public:
+  PreallocationService(HotStore& hot, Ledger& ledger, Clock& clock, ServiceCounters& counters,
+                       ServiceOptions options = {});
+
+  [[nodiscard]] Result<PreallocateOutcome> preallocate(const PreallocateRequest& request);
+  [[nodiscard]] Result<EndAnswer> rollback(const OrderRef& order);
+  [[nodiscard]] Result<EndAnswer> deduct(const OrderRef& order);
+  [[nodiscard]] Result<OrderAnswer> findOrder(const OrderRef& order);
+  // digest: the canonical body, to tell a replay from a conflicting reuse of the ref.
+  [[nodiscard]] Result<Quantities> adjust(const AdjustRequest& request, const std::string& digest);
+  [[nodiscard]] Result<Quantities> readRecord(const RecordKey& key);
+  // Readiness: a real script call and a real query.
+  [[nodiscard]] Result<void> checkReady();
+
+ private:
+  struct HeldLines;
+
+  [[nodiscard]] Result<ClaimOutcome> claimWithWait(const OrderRef& order, const std::string& blob,
+                                                   const std::string& digest,
+                                                   const std::string& token);
+  [[nodiscard]] Result<HeldLines> holdLines(const PreallocateRequest& request);
+  [[nodiscard]] Result<HoldOutcome> holdOne(const LineRequest& line, const std::string& order_no,
+                                            bool allow_shortage);
+  // Loads a record into Redis when the DB has it (or creates it when create is true).
+  // False when the record exists nowhere and create is false.
+  [[nodiscard]] Result<bool> loadRecord(const RecordKey& key, bool create);
+  [[nodiscard]] Result<PreallocateOutcome> finishOrder(const PreallocateRequest& request,
+                                                       HeldLines& held, const std::string& token);
+  [[nodiscard]] Result<EndAnswer> endOrder(const OrderRef& order, ReleaseKind kind);
+  // Releases each line, retrying; records what still fails as a compensation task.
+  // False when some line could not be released now.
+  bool releaseLines(const std::string& order_no, const std::vector<RecordKey>& keys,
+                    ReleaseKind kind);
+  [[nodiscard]] Result<HotAdjustOutcome> adjustInRedis(const RecordKey& key,
+                                                       const std::string& ref,
+                                                       AdjustChange change);
+  [[nodiscard]] std::vector<ShortLine> collectShortLines(const PreallocateRequest& request,
+                                                         std::size_t first_short,
+                                                         std::int64_t first_available);
+  [[nodiscard]] std::string newToken();
+
+  HotStore& hot_;
+  Ledger& ledger_;
+  Clock& clock_;
+  ServiceCounters& counters_;
+  ServiceOptions options_;
+  std::atomic<std::uint64_t> token_sequence_{0};
+  std::uint64_t token_seed_;
+};
+
+}  // namespace allot

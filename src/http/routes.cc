@@ -1,0 +1,225 @@
+#include "http/routes.h"
+
+#include <fmt/format.h>
+
+#include "http/error_mapping.h"
+#include "http/json_codec.h"
+
+namespace allot::http {
+
+namespace {
+
+constexpr std::string_view kEndpointNames[] = {
+    "adjust", "stock", "preallocate", "rollback", "deduct", "order", "admin", "healthz", "readyz",
+    "metrics", "other"};
+static_assert(std::size(kEndpointNames) == static_cast<std::size_t>(Endpoint::kCount));
+
+HttpAnswer errorAnswer(const Error& error) { return {httpStatus(error.code), encodeError(error)}; }
+
+HttpAnswer errorAnswer(ErrorCode code, std::string message) {
+  return errorAnswer(Error{code, std::move(message)});
+}
+
+struct RouteMatch {
+  Endpoint endpoint;
+  std::string_view method;  // the one method the path accepts; empty: the handler decides
+};
+
+RouteMatch matchPath(std::string_view path) {
+  if (path == "/v1/stock/adjust") return {Endpoint::kAdjust, "POST"};
+  if (path == "/v1/stock") return {Endpoint::kStock, "GET"};
+  if (path == "/v1/preallocations/rollback") return {Endpoint::kRollback, "POST"};
+  if (path == "/v1/preallocations/deduct") return {Endpoint::kDeduct, "POST"};
+  if (path == "/v1/preallocations") return {Endpoint::kPreallocate, ""};
+  if (path.starts_with("/v1/admin/")) return {Endpoint::kAdmin, ""};
+  if (path == "/healthz") return {Endpoint::kHealth, "GET"};
+  if (path == "/readyz") return {Endpoint::kReady, "GET"};
+  if (path == "/metrics") return {Endpoint::kMetrics, "GET"};
+  return {Endpoint::kOther, ""};
+}
+
+// Compares without an early exit, so the time taken does not reveal the matching prefix.
+bool constantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+Router::Router(PreallocationService& service, ServiceCounters& counters, RouterOptions options)
+    : service_(service), counters_(counters), options_(std::move(options)) {}
+
+HttpAnswer Router::handle(const HttpRequestView& request) {
+  const auto question = request.target.find('?');
+  const auto path = request.target.substr(0, question);
+  const auto query =
+      question == std::string_view::npos ? std::string_view() : request.target.substr(question + 1);
+  const auto match = matchPath(path);
+  HttpAnswer answer;
+  if (match.endpoint == Endpoint::kOther) {
+    answer = errorAnswer(ErrorCode::kNotFound, "no such endpoint: " + std::string(path));
+  } else if (!match.method.empty() && request.method != match.method) {
+    answer = {405, encodeError({ErrorCode::kInvalidRequest,
+                                fmt::format("{} accepts only {}", path, match.method)})};
+  } else if (path.starts_with("/v1/") && match.endpoint != Endpoint::kAdmin &&
+             !options_.api_token.empty() &&
+             !authorized(request.authorization, options_.api_token)) {
+    answer = errorAnswer(ErrorCode::kUnauthorized, "a valid bearer token is required");
+  } else {
+    answer = dispatch(match.endpoint, request, query);
+  }
+  count(match.endpoint, answer.status);
+  return answer;
+}
+
+HttpAnswer Router::malformed(std::string_view reason) {
+  auto answer = errorAnswer(ErrorCode::kInvalidRequest, std::string(reason));
+  count(Endpoint::kOther, answer.status);
+  return answer;
+}
+
+HttpAnswer Router::dispatch(Endpoint endpoint, const HttpRequestView& request,
+                            std::string_view query) {
+  switch (endpoint) {
+    case Endpoint::kAdjust: return adjust(request.body);
+    case Endpoint::kStock: return stock(query);
+    case Endpoint::kPreallocate:
+      if (request.method == "POST") return preallocate(request.body);
+      if (request.method == "GET") return order(query);
+      return {405, encodeError({ErrorCode::kInvalidRequest,
+                                "/v1/preallocations accepts only GET and POST"})};
+    case Endpoint::kRollback: return endOrder(request.body, true);
+    case Endpoint::kDeduct: return endOrder(request.body, false);
+    case Endpoint::kAdmin:
+      return admin(request, request.target.substr(0, request.target.find('?')));
+    case Endpoint::kHealth: return {200, R"({"status":"ok"})"};
+    case Endpoint::kReady: return ready();
+    case Endpoint::kMetrics: return metrics();
+    case Endpoint::kOrder:
+    case Endpoint::kOther:
+    case Endpoint::kCount: break;
+  }
+  return errorAnswer(ErrorCode::kNotFound, "no such endpoint");
+}
+
+HttpAnswer Router::adjust(std::string_view body) {
+  auto request = parseAdjustRequest(body);
+  if (!request) return errorAnswer(request.error());
+  auto quantities = service_.adjust(*request, adjustDigest(*request));
+  if (!quantities) return errorAnswer(quantities.error());
+  return {200, encodeRecord(request->key, *quantities, options_.default_route)};
+}
+
+HttpAnswer Router::stock(std::string_view query) {
+  auto key = parseRecordQuery(query);
+  if (!key) return errorAnswer(key.error());
+  auto quantities = service_.readRecord(*key);
+  if (!quantities) return errorAnswer(quantities.error());
+  return {200, encodeRecord(*key, *quantities, options_.default_route)};
+}
+
+HttpAnswer Router::preallocate(std::string_view body) {
+  auto request = parsePreallocateRequest(body);
+  if (!request) return errorAnswer(request.error());
+  auto outcome = service_.preallocate(*request);
+  if (!outcome) return errorAnswer(outcome.error());
+  if (const auto* refusal = std::get_if<PreallocateRefusal>(&*outcome)) {
+    return {httpStatus(ErrorCode::kInsufficientStock),
+            encodeRefusal(request->order_no, *refusal)};
+  }
+  return {200, encodeOrderAnswer(std::get<OrderAnswer>(*outcome))};
+}
+
+HttpAnswer Router::endOrder(std::string_view body, bool rollback) {
+  auto order = parseOrderRefRequest(body);
+  if (!order) return errorAnswer(order.error());
+  auto answer = rollback ? service_.rollback(*order) : service_.deduct(*order);
+  if (!answer) return errorAnswer(answer.error());
+  return {200, encodeEndAnswer(*answer)};
+}
+
+HttpAnswer Router::order(std::string_view query) {
+  auto order = parseOrderQuery(query);
+  if (!order) return errorAnswer(order.error());
+  auto answer = service_.findOrder(*order);
+  if (!answer) return errorAnswer(answer.error());
+  return {200, encodeOrderView(*answer)};
+}
+
+HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) {
+  if (options_.admin_token.empty()) {
+    return errorAnswer(ErrorCode::kUnauthorized,
+                       "admin is disabled: no ALLOT_ADMIN_TOKEN is configured");
+  }
+  if (!authorized(request.authorization, options_.admin_token)) {
+    return errorAnswer(ErrorCode::kUnauthorized, "a valid admin bearer token is required");
+  }
+  return errorAnswer(ErrorCode::kNotFound, "no such admin endpoint: " + std::string(path));
+}
+
+HttpAnswer Router::ready() {
+  if (auto ready = service_.checkReady(); !ready) {
+    return {503, encodeError({ErrorCode::kUnavailable, ready.error().message})};
+  }
+  return {200, R"({"status":"ready"})"};
+}
+
+bool Router::authorized(std::string_view authorization, const std::string& token) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!authorization.starts_with(kBearer)) return false;
+  return constantTimeEquals(authorization.substr(kBearer.size()), token);
+}
+
+void Router::count(Endpoint endpoint, int status) {
+  std::size_t slot = kStatuses.size() - 1;  // "other"
+  for (std::size_t i = 0; i + 1 < kStatuses.size(); ++i) {
+    if (kStatuses[i] == status) slot = i;
+  }
+  requests_[static_cast<std::size_t>(endpoint)][slot].fetch_add(1, std::memory_order_relaxed);
+}
+
+HttpAnswer Router::metrics() {
+  std::string out;
+  auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+  };
+  counter("allot_record_loads_total", "Records loaded from the database into Redis.",
+          counters_.record_loads.load());
+  counter("allot_orders_allocated_total", "Orders held and answered 200.",
+          counters_.orders_allocated.load());
+  counter("allot_orders_replayed_total", "Retries answered from the first answer.",
+          counters_.orders_replayed.load());
+  counter("allot_orders_refused_total", "All-or-nothing orders refused for lack of stock.",
+          counters_.orders_refused.load());
+  counter("allot_rollbacks_total", "Orders rolled back.", counters_.rollbacks.load());
+  counter("allot_deducts_total", "Orders deducted.", counters_.deducts.load());
+  counter("allot_adjusts_total", "Stock adjustments applied.", counters_.adjusts.load());
+  counter("allot_compensation_inline_retries_total",
+          "Compensation stage 1: reverse operations retried inline.",
+          counters_.reverse_retries.load());
+  counter("allot_compensation_tasks_recorded_total",
+          "Compensation stage 2: durable tasks recorded for reverses that kept failing.",
+          counters_.compensations_recorded.load());
+  counter("allot_compensation_tasks_unrecorded_total",
+          "Reverses that could not even be recorded; left to the reconciliation scan.",
+          counters_.compensations_unrecorded.load());
+  counter("allot_busy_waits_exhausted_total",
+          "Calls answered 503 after waiting for a concurrent call on the same order.",
+          counters_.busy_waits_exhausted.load());
+  out += "# HELP allot_http_requests_total HTTP requests by endpoint and status.\n"
+         "# TYPE allot_http_requests_total counter\n";
+  for (std::size_t e = 0; e < requests_.size(); ++e) {
+    for (std::size_t s = 0; s < kStatuses.size(); ++s) {
+      const auto value = requests_[e][s].load(std::memory_order_relaxed);
+      if (value == 0) continue;
+      out += fmt::format("allot_http_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n",
+                         kEndpointNames[e], kStatuses[s] == 0 ? "other" : std::to_string(kStatuses[s]),
+                         value);
+    }
+  }
+  return {200, std::move(out), "text/plain; version=0.0.4"};
+}
+
+}  // namespace allot::http

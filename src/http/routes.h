@@ -1,0 +1,74 @@
+// The routes of the contract: each handler parses and validates its input with the JSON
+// codec, calls one service function and encodes the answer. Transport-free, so tests can
+// drive it without sockets; server.cc feeds it.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "domain/counters.h"
+#include "domain/ports.h"
+#include "domain/preallocation_service.h"
+
+namespace allot::http {
+
+struct HttpRequestView {
+  std::string_view method;
+  std::string_view target;         // path and query, as received
+  std::string_view authorization;  // the Authorization header, may be empty
+  std::string_view body;
+};
+
+struct HttpAnswer {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+
+struct RouterOptions {
+  std::string api_token;    // when set, every /v1 call (but admin) needs it as a bearer token
+  std::string admin_token;  // /v1/admin needs it; admin is refused when it is empty
+  Route default_route = Route::kRedis;
+};
+
+// The endpoints, for per-endpoint metrics.
+enum class Endpoint : std::uint8_t {
+  kAdjust, kStock, kPreallocate, kRollback, kDeduct, kOrder, kAdmin, kHealth, kReady, kMetrics,
+  kOther, kCount
+};
+
+class Router {
+ public:
+  Router(PreallocationService& service, ServiceCounters& counters, RouterOptions options);
+
+  [[nodiscard]] HttpAnswer handle(const HttpRequestView& request);
+  // An answer for a request that could not be parsed at all (the server calls this).
+  [[nodiscard]] HttpAnswer malformed(std::string_view reason);
+
+ private:
+  [[nodiscard]] HttpAnswer dispatch(Endpoint endpoint, const HttpRequestView& request,
+                                    std::string_view query);
+  [[nodiscard]] HttpAnswer adjust(std::string_view body);
+  [[nodiscard]] HttpAnswer stock(std::string_view query);
+  [[nodiscard]] HttpAnswer preallocate(std::string_view body);
+  [[nodiscard]] HttpAnswer endOrder(std::string_view body, bool rollback);
+  [[nodiscard]] HttpAnswer order(std::string_view query);
+  [[nodiscard]] HttpAnswer admin(const HttpRequestView& request, std::string_view path);
+  [[nodiscard]] HttpAnswer ready();
+  [[nodiscard]] HttpAnswer metrics();
+  [[nodiscard]] bool authorized(std::string_view authorization, const std::string& token) const;
+  void count(Endpoint endpoint, int status);
+
+  PreallocationService& service_;
+  ServiceCounters& counters_;
+  RouterOptions options_;
+  static constexpr std::array<int, 9> kStatuses = {200, 400, 401, 404, 405, 409, 500, 503, 0};
+  std::array<std::array<std::atomic<std::uint64_t>, kStatuses.size()>,
+             static_cast<std::size_t>(Endpoint::kCount)>
+      requests_{};
+};
+
+}  // namespace allot::http

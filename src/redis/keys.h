@@ -1,0 +1,32 @@
+// The Redis key layout (docs/design.md has the table). Every key of a record carries the
+// record's hash tag {dept|goods|warehouse}, so one script can touch them all in Redis
+// Cluster. The seed's names, shortened because every byte is paid per hold:
+//   u:  usableKey            s:  usableSubtractKey     l:  ullageOperateKey (shortage)
+//   o:  operateKey (per order, anti-duplicate)         rb: rollbackOperateKey (tombstone)
+//   dr: hSetrecord (deduction record)                  aj: adjust anti-duplicate (per ref)
+//   ord: the order's own hash, tagged {dept|order_no}
+//   ob: the outbox stream of one hash slot, tagged with slotTag(slot)
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "domain/order.h"
+#include "domain/record_key.h"
+
+namespace allot::redis::keys {
+
+[[nodiscard]] std::string usable(const RecordKey& key);
+[[nodiscard]] std::string subtracted(const RecordKey& key);
+[[nodiscard]] std::string ullage(const RecordKey& key);
+[[nodiscard]] std::string operate(const RecordKey& key, std::string_view order_no);
+[[nodiscard]] std::string rollbackTombstone(const RecordKey& key, std::string_view order_no);
+[[nodiscard]] std::string deductionRecord(const RecordKey& key);
+[[nodiscard]] std::string adjustRef(const RecordKey& key, std::string_view ref);
+[[nodiscard]] std::string order(const OrderRef& order);
+// The outbox stream in the same hash slot as `key_in_slot`.
+[[nodiscard]] std::string outboxFor(std::string_view key_in_slot);
+// The outbox stream of one slot; the write-back reads these.
+[[nodiscard]] std::string outboxOfSlot(std::uint16_t slot);
+
+}  // namespace allot::redis::keys

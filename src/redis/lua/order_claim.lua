@@ -1,0 +1,32 @@
+-- order_claim.lua: claims an order for the caller that will hold its lines, or tells it why
+-- not. The order hash lives in the order's own slot, {dept_no|order_no}.
+--
+-- KEYS[1] ord:{dept|order}  hash: st (P A S R D), ln (lines), dg (digest), tk (owner token),
+--                           ts (claim time ms), an (answer lines), rl (lines released)
+-- ARGV[1] lines blob  ARGV[2] digest of the lines  ARGV[3] token  ARGV[4] now_ms  ARGV[5] lease_ms
+--
+-- Returns {code, status, answer}:
+--   1 claimed (new order, the same caller again, or a takeover of a lease that expired);
+--   2 replay: already allocated/shortage/deducted with the same lines (status, answer lines);
+--   3 rolled back (a tombstone); 5 conflict: the order exists with other lines;
+--   7 busy: another caller is holding its lines now.
+-- Invariant: a pending order has exactly one owner whose lease is live; lines stored at the
+-- claim are the ones any rollback will release, so nothing can be held outside them.
+local st = redis.call('HGET', KEYS[1], 'st')
+if not st then
+  redis.call('HSET', KEYS[1], 'st', 'P', 'ln', ARGV[1], 'dg', ARGV[2], 'tk', ARGV[3],
+             'ts', ARGV[4])
+  return {1, 'P', ''}
+end
+if st == 'R' then return {3, st, ''} end
+if redis.call('HGET', KEYS[1], 'dg') ~= ARGV[2] then return {5, st, ''} end
+if st == 'P' then
+  local owner = redis.call('HGET', KEYS[1], 'tk')
+  local since = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
+  if owner == ARGV[3] or tonumber(ARGV[4]) - since > tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[1], 'tk', ARGV[3], 'ts', ARGV[4])
+    return {1, 'P', ''}
+  end
+  return {7, 'P', ''}
+end
+return {2, st, redis.call('HGET', KEYS[1], 'an') or ''}

@@ -1,0 +1,48 @@
+-- release.lua: the one shared core that ends a hold of one order on one record. Rollback,
+-- deduct and the reverse of a refused order (undo) differ only in where the quantity goes.
+--
+-- KEYS[1] u:{rec}  KEYS[2] s:{rec}  KEYS[3] l:{rec}  (usable, subtracted, ullage)
+-- KEYS[4] o:{rec}:<order>   anti-duplicate key ("allocated:shortage", ":D" once deducted)
+-- KEYS[5] rb:{rec}:<order>  rollback tombstone
+-- KEYS[6] dr:{rec}          deduction record hash: order -> "allocated:shortage"
+-- KEYS[7] ob:{slot}         outbox stream of this slot
+-- ARGV[1] record index  ARGV[2] dept_no  ARGV[3] order_no
+-- ARGV[4] kind: "undo" | "rollback" | "deduct"   ARGV[5] retention seconds of the tombstones
+--
+-- Returns {released, allocated, shortage}: released 1 when a live hold ended now, 0 when
+-- there was none (never held here, already released, or already deducted).
+--   undo:     usable += allocated, subtracted -= allocated, ullage -= shortage; key deleted.
+--   rollback: as undo, and a tombstone is left even when nothing was held, so a hold of this
+--             order that arrives late (a slow or retried pre-allocation) is refused.
+--   deduct:   subtracted -= allocated (it leaves preallocated and on_hand together),
+--             ullage -= shortage (the order's shortage is closed); the anti-duplicate key
+--             stays, marked D, for the retention time, and the deduction is recorded.
+-- Invariant: usable, subtracted and ullage stay >= 0.
+local kind = ARGV[4]
+if kind == 'rollback' then redis.call('SET', KEYS[5], '1', 'EX', ARGV[5]) end
+local prior = redis.call('GET', KEYS[4])
+if not prior then return {0, 0, 0} end
+local allocated, shortage, state = string.match(prior, '^(%d+):(%d+):?(%a*)$')
+allocated = tonumber(allocated)
+shortage = tonumber(shortage)
+if state == 'D' then return {0, allocated, shortage} end
+local function int(n) return string.format('%d', n) end
+if kind == 'deduct' then
+  if allocated > 0 then redis.call('DECRBY', KEYS[2], int(allocated)) end
+  redis.call('SET', KEYS[4], prior .. ':D', 'EX', ARGV[5])
+  redis.call('HSET', KEYS[6], ARGV[3], prior)
+else
+  if allocated > 0 then
+    redis.call('INCRBY', KEYS[1], int(allocated))
+    redis.call('DECRBY', KEYS[2], int(allocated))
+  end
+  redis.call('DEL', KEYS[4])
+end
+if shortage > 0 then redis.call('DECRBY', KEYS[3], int(shortage)) end
+if tonumber(redis.call('GET', KEYS[2]) or '0') < 0 or
+   tonumber(redis.call('GET', KEYS[3]) or '0') < 0 then
+  return redis.error_reply('ALLOT_INVARIANT release made a counter negative on ' .. ARGV[1])
+end
+redis.call('XADD', KEYS[7], '*', 'e', kind, 'r', ARGV[1], 'd', ARGV[2], 'o', ARGV[3],
+           'a', int(allocated), 's', int(shortage))
+return {1, allocated, shortage}

@@ -1,0 +1,304 @@
+#include "redis/redis_stock_store.h"
+
+#include <charconv>
+#include <string_view>
+
+#include "allot_redis_lua.h"
+#include "core/assert.h"
+#include "core/limits.h"
+#include "redis/keys.h"
+
+namespace allot::redis {
+
+namespace {
+
+const Script& findScript(std::string_view name) {
+  static const std::vector<Script> kScripts = [] {
+    std::vector<Script> scripts;
+    for (const auto& file : lua::files()) {
+      scripts.emplace_back(std::string(file.name), std::string(file.text));
+    }
+    return scripts;
+  }();
+  for (const auto& script : kScripts) {
+    if (script.name() == name) return script;
+  }
+  ALLOT_ASSERT(false && "a script named in redis_stock_store.cc is not embedded");
+  std::abort();
+}
+
+Error unexpected(std::string_view script, const Reply& reply) {
+  std::string message = "unexpected reply from " + std::string(script);
+  if (reply.isError()) message += ": " + reply.str;
+  return Error{ErrorCode::kInternal, std::move(message)};
+}
+
+// A script reply that must be an array of at least `count` elements.
+Result<const std::vector<Reply>*> arrayOf(std::string_view script, const Reply& reply,
+                                          std::size_t count) {
+  if (!reply.isArray() || reply.elements.size() < count) {
+    return std::unexpected(unexpected(script, reply));
+  }
+  return &reply.elements;
+}
+
+std::int64_t integerAt(const std::vector<Reply>& elements, std::size_t i) {
+  return elements[i].isInteger() ? elements[i].integer : -1;
+}
+
+std::string stringAt(const std::vector<Reply>& elements, std::size_t i) {
+  return elements[i].isString() ? elements[i].str : std::string();
+}
+
+bool parseCounter(const Reply& reply, std::int64_t& out) {
+  if (reply.isNil()) {
+    out = 0;
+    return true;
+  }
+  if (!reply.isString()) return false;
+  const auto* end = reply.str.data() + reply.str.size();
+  const auto [ptr, ec] = std::from_chars(reply.str.data(), end, out);
+  return ec == std::errc() && ptr == end;
+}
+
+std::string decimal(std::int64_t value) { return std::to_string(value); }
+
+std::string_view releaseKindName(ReleaseKind kind) {
+  switch (kind) {
+    case ReleaseKind::kUndo: return "undo";
+    case ReleaseKind::kRollback: return "rollback";
+    case ReleaseKind::kDeduct: return "deduct";
+  }
+  return "undo";
+}
+
+}  // namespace
+
+struct RedisStockStore::Scripts {
+  const Script& hold = findScript("hold.lua");
+  const Script& release = findScript("release.lua");
+  const Script& adjust = findScript("adjust.lua");
+  const Script& order_claim = findScript("order_claim.lua");
+  const Script& order_commit = findScript("order_commit.lua");
+  const Script& order_abort = findScript("order_abort.lua");
+  const Script& order_end = findScript("order_end.lua");
+  const Script& order_released = findScript("order_released.lua");
+  const Script& ping = findScript("ping.lua");
+};
+
+RedisStockStore::RedisStockStore(Client& client, StoreOptions options)
+    : client_(client), options_(options), scripts_(std::make_unique<Scripts>()) {}
+
+RedisStockStore::~RedisStockStore() = default;
+
+// ---- orders ----
+
+Result<ClaimOutcome> RedisStockStore::claimOrder(const OrderRef& order,
+                                                 const std::string& lines_blob,
+                                                 const std::string& digest,
+                                                 const std::string& token, std::int64_t now_ms) {
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_claim, {keys::order(order)},
+                                      {lines_blob, digest, token, decimal(now_ms),
+                                       decimal(options_.order_lease_ms)}));
+  ALLOT_TRY(elements, arrayOf("order_claim", reply, 3));
+  ClaimOutcome outcome;
+  switch (integerAt(*elements, 0)) {
+    case 1: outcome.kind = ClaimOutcome::Kind::kClaimed; break;
+    case 2: outcome.kind = ClaimOutcome::Kind::kReplay; break;
+    case 3: outcome.kind = ClaimOutcome::Kind::kRolledBack; break;
+    case 5: outcome.kind = ClaimOutcome::Kind::kConflict; break;
+    case 7: outcome.kind = ClaimOutcome::Kind::kBusy; break;
+    default: return std::unexpected(unexpected("order_claim", reply));
+  }
+  const auto status = orderStatusFromCode(stringAt(*elements, 1));
+  if (!status) return std::unexpected(unexpected("order_claim", reply));
+  outcome.status = *status;
+  outcome.answer_blob = stringAt(*elements, 2);
+  return outcome;
+}
+
+Result<bool> RedisStockStore::commitOrder(const OrderRef& order, OrderStatus status,
+                                          const std::string& answer_blob) {
+  ALLOT_ASSERT(status == OrderStatus::kAllocated || status == OrderStatus::kShortage);
+  const auto key = keys::order(order);
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_commit, {key, keys::outboxFor(key)},
+                                      {std::string(1, orderStatusCode(status)), answer_blob,
+                                       order.dept_no, order.order_no}));
+  if (!reply.isInteger()) return std::unexpected(unexpected("order_commit", reply));
+  return reply.integer == 1;
+}
+
+Result<void> RedisStockStore::abortOrder(const OrderRef& order, const std::string& token) {
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_abort, {keys::order(order)}, {token}));
+  if (!reply.isInteger()) return std::unexpected(unexpected("order_abort", reply));
+  return {};
+}
+
+Result<EndOutcome> RedisStockStore::endOrder(const OrderRef& order, ReleaseKind kind) {
+  ALLOT_ASSERT(kind != ReleaseKind::kUndo);
+  const auto key = keys::order(order);
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_end, {key, keys::outboxFor(key)},
+                                      {std::string(releaseKindName(kind)),
+                                       decimal(options_.retention_seconds), order.dept_no,
+                                       order.order_no}));
+  ALLOT_TRY(elements, arrayOf("order_end", reply, 3));
+  EndOutcome outcome;
+  switch (integerAt(*elements, 0)) {
+    case 0: outcome.kind = EndOutcome::Kind::kNotFound; break;
+    case 1: outcome.kind = EndOutcome::Kind::kStarted; break;
+    case 2: outcome.kind = EndOutcome::Kind::kReplay; break;
+    case 3: outcome.kind = EndOutcome::Kind::kRolledBack; break;
+    case 6: outcome.kind = EndOutcome::Kind::kDeducted; break;
+    case 7: outcome.kind = EndOutcome::Kind::kBusy; break;
+    default: return std::unexpected(unexpected("order_end", reply));
+  }
+  outcome.lines_blob = stringAt(*elements, 1);
+  outcome.released = integerAt(*elements, 2) == 1;
+  return outcome;
+}
+
+Result<void> RedisStockStore::markOrderReleased(const OrderRef& order) {
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_released, {keys::order(order)},
+                                      {decimal(options_.retention_seconds)}));
+  if (!reply.isInteger()) return std::unexpected(unexpected("order_released", reply));
+  return {};
+}
+
+Result<std::optional<StoredOrder>> RedisStockStore::readOrder(const OrderRef& order) {
+  const auto key = keys::order(order);
+  ALLOT_TRY(reply, client_.command(key, {"HMGET", key, "st", "ln", "an"}));
+  ALLOT_TRY(elements, arrayOf("HMGET order", reply, 3));
+  if ((*elements)[0].isNil()) return std::optional<StoredOrder>();
+  const auto status = orderStatusFromCode(stringAt(*elements, 0));
+  if (!status) return std::unexpected(unexpected("HMGET order", reply));
+  return std::optional<StoredOrder>(
+      StoredOrder{*status, stringAt(*elements, 1), stringAt(*elements, 2)});
+}
+
+// ---- records ----
+
+Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::string& order_no,
+                                          std::int64_t qty, bool allow_shortage) {
+  ALLOT_ASSERT(qty >= limits::kLineQtyMin && qty <= limits::kLineQtyMax);
+  const auto usable = keys::usable(key);
+  ALLOT_TRY(reply, client_.evalScript(
+                       scripts_->hold,
+                       {usable, keys::subtracted(key), keys::ullage(key),
+                        keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
+                        keys::outboxFor(usable)},
+                       {key.index(), key.dept_no, order_no, decimal(qty),
+                        allow_shortage ? "1" : "0"}));
+  ALLOT_TRY(elements, arrayOf("hold", reply, 4));
+  HoldOutcome outcome;
+  switch (integerAt(*elements, 0)) {
+    case 0: outcome.kind = HoldOutcome::Kind::kInsufficient; break;
+    case 1: outcome.kind = HoldOutcome::Kind::kHeld; break;
+    case 2: outcome.kind = HoldOutcome::Kind::kAlreadyHeld; break;
+    case 3: outcome.kind = HoldOutcome::Kind::kRolledBack; break;
+    case 4: outcome.kind = HoldOutcome::Kind::kNotLoaded; break;
+    default: return std::unexpected(unexpected("hold", reply));
+  }
+  outcome.allocated = integerAt(*elements, 1);
+  outcome.shortage = integerAt(*elements, 2);
+  outcome.available = integerAt(*elements, 3);
+  return outcome;
+}
+
+Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std::string& order_no,
+                                                ReleaseKind kind) {
+  const auto usable = keys::usable(key);
+  ALLOT_TRY(reply, client_.evalScript(
+                       scripts_->release,
+                       {usable, keys::subtracted(key), keys::ullage(key),
+                        keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
+                        keys::deductionRecord(key), keys::outboxFor(usable)},
+                       {key.index(), key.dept_no, order_no, std::string(releaseKindName(kind)),
+                        decimal(options_.retention_seconds)}));
+  ALLOT_TRY(elements, arrayOf("release", reply, 3));
+  const auto released = integerAt(*elements, 0);
+  if (released != 0 && released != 1) return std::unexpected(unexpected("release", reply));
+  return ReleaseOutcome{released == 1, integerAt(*elements, 1), integerAt(*elements, 2)};
+}
+
+Result<HotAdjustOutcome> RedisStockStore::adjust(const RecordKey& key, const std::string& ref,
+                                                 AdjustChange change) {
+  const auto usable = keys::usable(key);
+  const bool set = change.mode == AdjustChange::Mode::kSet;
+  ALLOT_TRY(reply, client_.evalScript(
+                       scripts_->adjust,
+                       {usable, keys::subtracted(key), keys::ullage(key), keys::adjustRef(key, ref),
+                        keys::outboxFor(usable)},
+                       {key.index(), key.dept_no, ref, set ? "set" : "delta", decimal(change.value),
+                        decimal(options_.retention_seconds), decimal(limits::kOnHandMax)}));
+  ALLOT_TRY(elements, arrayOf("adjust", reply, 5));
+  HotAdjustOutcome outcome;
+  switch (integerAt(*elements, 0)) {
+    case 0: outcome.kind = HotAdjustOutcome::Kind::kInsufficient; break;
+    case 1: outcome.kind = HotAdjustOutcome::Kind::kApplied; break;
+    case 2: outcome.kind = HotAdjustOutcome::Kind::kReplay; break;
+    case 4: outcome.kind = HotAdjustOutcome::Kind::kNotLoaded; break;
+    case 5:
+      return fail(ErrorCode::kInvalidRequest,
+                  "on_hand of " + key.index() + " would exceed " + decimal(limits::kOnHandMax));
+    default: return std::unexpected(unexpected("adjust", reply));
+  }
+  outcome.delta = integerAt(*elements, 1);
+  const std::int64_t usable_after = integerAt(*elements, 2);
+  const std::int64_t subtracted = integerAt(*elements, 3);
+  outcome.after = Quantities{usable_after + subtracted, subtracted, integerAt(*elements, 4)};
+  return outcome;
+}
+
+Result<std::optional<Quantities>> RedisStockStore::readRecord(const RecordKey& key) {
+  const auto usable = keys::usable(key);
+  ALLOT_TRY(reply, client_.command(usable, {"MGET", usable, keys::subtracted(key),
+                                            keys::ullage(key)}));
+  ALLOT_TRY(elements, arrayOf("MGET record", reply, 3));
+  if ((*elements)[0].isNil()) return std::optional<Quantities>();
+  std::int64_t available = 0, subtracted = 0, ullage = 0;
+  if (!parseCounter((*elements)[0], available) || !parseCounter((*elements)[1], subtracted) ||
+      !parseCounter((*elements)[2], ullage)) {
+    return std::unexpected(unexpected("MGET record", reply));
+  }
+  return std::optional<Quantities>(Quantities{available + subtracted, subtracted, ullage});
+}
+
+Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities& from_db) {
+  ALLOT_ASSERT(from_db.valid());
+  const auto usable = keys::usable(key);
+  // The seed's initialisation lock: WATCH the usable key, load only when it is absent, and let
+  // EXEC fail when anyone touched it meanwhile; then look again. Newer Redis state always wins.
+  constexpr std::int64_t kAlreadyLoaded = 0, kLoaded = 1, kRaced = 2;
+  for (int attempt = 0; attempt < limits::kLoadAttemptsMax; ++attempt) {
+    ALLOT_TRY(reply, client_.withConnection(usable, [&](Connection& connection) -> Result<Reply> {
+      ALLOT_TRY(watched, connection.command({"WATCH", usable}));
+      if (watched.isError()) return watched;
+      ALLOT_TRY(exists, connection.command({"EXISTS", usable}));
+      if (!exists.isInteger()) return exists;
+      if (exists.integer == 1) {
+        ALLOT_TRY_VOID(connection.command({"UNWATCH"}));
+        return Reply{Reply::Type::kInteger, kAlreadyLoaded};
+      }
+      ALLOT_TRY_VOID(connection.command({"MULTI"}));
+      ALLOT_TRY_VOID(connection.command({"SET", usable, decimal(from_db.available())}));
+      ALLOT_TRY_VOID(connection.command({"SET", keys::subtracted(key), decimal(from_db.preallocated)}));
+      ALLOT_TRY_VOID(connection.command({"SET", keys::ullage(key), decimal(from_db.shortage)}));
+      ALLOT_TRY(executed, connection.command({"EXEC"}));
+      if (executed.isNil()) return Reply{Reply::Type::kInteger, kRaced};
+      if (!executed.isArray()) return executed;
+      return Reply{Reply::Type::kInteger, kLoaded};
+    }));
+    if (!reply.isInteger()) return std::unexpected(unexpected("load", reply));
+    if (reply.integer == kAlreadyLoaded) return false;
+    if (reply.integer == kLoaded) return true;
+  }
+  return fail(ErrorCode::kUnavailable, "loading " + key.index() + " kept racing; retry");
+}
+
+Result<void> RedisStockStore::ping() {
+  ALLOT_TRY(reply, client_.evalScript(scripts_->ping, {}, {}));
+  if (!reply.isInteger() || reply.integer != 1) return std::unexpected(unexpected("ping", reply));
+  return {};
+}
+
+}  // namespace allot::redis

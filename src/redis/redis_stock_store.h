@@ -1,0 +1,52 @@
+// The HotStore on Redis: each call is one Lua script (or, for loading, one WATCH/MULTI/EXEC
+// session) on the slot of the record or of the order. Script replies are decoded here and
+// nowhere else; a reply of an unexpected shape is a kInternal error, never a guess.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "domain/ports.h"
+#include "redis/client.h"
+
+namespace allot::redis {
+
+struct StoreOptions {
+  std::int64_t retention_seconds = 7 * 24 * 3600;  // anti-duplicate keys and tombstones
+  std::int64_t order_lease_ms = 30'000;
+};
+
+class RedisStockStore final : public HotStore {
+ public:
+  RedisStockStore(Client& client, StoreOptions options);
+  ~RedisStockStore() override;
+
+  Result<ClaimOutcome> claimOrder(const OrderRef& order, const std::string& lines_blob,
+                                  const std::string& digest, const std::string& token,
+                                  std::int64_t now_ms) override;
+  Result<bool> commitOrder(const OrderRef& order, OrderStatus status,
+                           const std::string& answer_blob) override;
+  Result<void> abortOrder(const OrderRef& order, const std::string& token) override;
+  Result<EndOutcome> endOrder(const OrderRef& order, ReleaseKind kind) override;
+  Result<void> markOrderReleased(const OrderRef& order) override;
+  Result<std::optional<StoredOrder>> readOrder(const OrderRef& order) override;
+
+  Result<HoldOutcome> hold(const RecordKey& key, const std::string& order_no, std::int64_t qty,
+                           bool allow_shortage) override;
+  Result<ReleaseOutcome> release(const RecordKey& key, const std::string& order_no,
+                                 ReleaseKind kind) override;
+  Result<HotAdjustOutcome> adjust(const RecordKey& key, const std::string& ref,
+                                  AdjustChange change) override;
+  Result<std::optional<Quantities>> readRecord(const RecordKey& key) override;
+  Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) override;
+  Result<void> ping() override;
+
+ private:
+  struct Scripts;
+
+  Client& client_;
+  StoreOptions options_;
+  std::unique_ptr<Scripts> scripts_;
+};
+
+}  // namespace allot::redis
