@@ -1,0 +1,199 @@
+// The Lua scripts and the RedisStockStore against a real Redis, standalone and Cluster. In
+// Cluster every script must find all its keys in one slot (else Redis answers CROSSSLOT), so
+// these tests also prove the key layout and the per-slot outbox design.
+#include <gtest/gtest.h>
+
+#include "core/limits.h"
+#include "redis/client.h"
+#include "redis/keys.h"
+#include "redis/redis_stock_store.h"
+#include "support/test_env.h"
+
+namespace allot {
+namespace {
+
+using redis::Reply;
+
+class StoreTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    const auto url = GetParam() ? testing::redisClusterUrl() : testing::redisUrl();
+    ASSERT_FALSE(url.empty());
+    auto options = redis::parseRedisUrl(url);
+    ASSERT_TRUE(options.has_value()) << options.error().message;
+    auto client = redis::Client::connect(*options);
+    ASSERT_TRUE(client.has_value()) << client.error().message;
+    client_ = std::move(*client);
+    ASSERT_EQ(client_->isCluster(), GetParam());
+    store_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
+    dept_ = testing::uniqueName("st");
+  }
+
+  RecordKey record(const std::string& goods) { return RecordKey{dept_, goods, "W1"}; }
+
+  Quantities read(const RecordKey& key) {
+    auto q = store_->readRecord(key);
+    EXPECT_TRUE(q.has_value() && q->has_value());
+    return q && *q ? **q : Quantities{};
+  }
+
+  // Entries of the outbox stream that holds `key`'s events, with the given event type.
+  std::vector<Reply> outboxEvents(const std::string& key_in_slot, const std::string& type,
+                                  const std::string& order_or_ref) {
+    const auto stream = redis::keys::outboxFor(key_in_slot);
+    auto reply = client_->command(stream, {"XRANGE", stream, "-", "+"});
+    EXPECT_TRUE(reply.has_value());
+    std::vector<Reply> found;
+    if (!reply || !reply->isArray()) return found;
+    for (const auto& entry : reply->elements) {
+      const auto& fields = entry.elements[1].elements;
+      bool type_matches = false, subject_matches = false;
+      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+        if (fields[i].str == "e" && fields[i + 1].str == type) type_matches = true;
+        if ((fields[i].str == "o" || fields[i].str == "f") && fields[i + 1].str == order_or_ref) {
+          subject_matches = true;
+        }
+      }
+      if (type_matches && subject_matches) found.push_back(entry);
+    }
+    return found;
+  }
+
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<redis::RedisStockStore> store_;
+  std::string dept_;
+};
+
+TEST_P(StoreTest, HoldIsIdempotentAndWritesOneOutboxEvent) {
+  const auto key = record("G1");
+  EXPECT_EQ(store_->hold(key, "O1", 1, false)->kind, HoldOutcome::Kind::kNotLoaded);
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{10, 0, 0}).value());
+  EXPECT_FALSE(store_->loadRecord(key, Quantities{99, 0, 0}).value());  // never over Redis
+  auto first = store_->hold(key, "O1", 4, false);
+  ASSERT_TRUE(first.has_value()) << first.error().message;
+  EXPECT_EQ(first->kind, HoldOutcome::Kind::kHeld);
+  auto again = store_->hold(key, "O1", 4, false);
+  EXPECT_EQ(again->kind, HoldOutcome::Kind::kAlreadyHeld);
+  EXPECT_EQ(again->allocated, 4);
+  EXPECT_EQ(read(key), (Quantities{10, 4, 0}));
+  EXPECT_EQ(outboxEvents(redis::keys::usable(key), "hold", "O1").size(), 1u);
+  auto refused = store_->hold(key, "O2", 7, false);
+  EXPECT_EQ(refused->kind, HoldOutcome::Kind::kInsufficient);
+  EXPECT_EQ(refused->available, 6);
+  EXPECT_EQ(read(key), (Quantities{10, 4, 0}));
+}
+
+TEST_P(StoreTest, ShortageRollbackAndDeductMoveTheRightCounters) {
+  const auto key = record("G2");
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{5, 0, 0}).has_value());
+  auto held = store_->hold(key, "O1", 8, true);
+  ASSERT_TRUE(held.has_value());
+  EXPECT_EQ(held->allocated, 5);
+  EXPECT_EQ(held->shortage, 3);
+  EXPECT_EQ(read(key), (Quantities{5, 5, 3}));
+  auto deducted = store_->release(key, "O1", ReleaseKind::kDeduct);
+  ASSERT_TRUE(deducted.has_value()) << deducted.error().message;
+  EXPECT_TRUE(deducted->released);
+  EXPECT_EQ(read(key), (Quantities{0, 0, 0}));
+  EXPECT_FALSE(store_->release(key, "O1", ReleaseKind::kDeduct)->released);
+  EXPECT_EQ(read(key), (Quantities{0, 0, 0}));
+
+  ASSERT_TRUE(store_->adjust(key, "R1", {AdjustChange::Mode::kDelta, 4}).has_value());
+  ASSERT_EQ(store_->hold(key, "O2", 3, false)->kind, HoldOutcome::Kind::kHeld);
+  EXPECT_TRUE(store_->release(key, "O2", ReleaseKind::kRollback)->released);
+  EXPECT_EQ(read(key), (Quantities{4, 0, 0}));
+  // The tombstone refuses a late hold of the rolled-back order.
+  EXPECT_EQ(store_->hold(key, "O2", 3, false)->kind, HoldOutcome::Kind::kRolledBack);
+  EXPECT_EQ(read(key), (Quantities{4, 0, 0}));
+}
+
+TEST_P(StoreTest, AdjustByDeltaAndBySetNeverMakesAvailableNegative) {
+  const auto key = record("G3");
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{}).has_value());
+  auto added = store_->adjust(key, "R1", {AdjustChange::Mode::kDelta, 10});
+  ASSERT_TRUE(added.has_value()) << added.error().message;
+  EXPECT_EQ(added->after, (Quantities{10, 0, 0}));
+  EXPECT_EQ(store_->adjust(key, "R1", {AdjustChange::Mode::kDelta, 10})->kind,
+            HotAdjustOutcome::Kind::kReplay);
+  ASSERT_EQ(store_->hold(key, "O1", 6, false)->kind, HoldOutcome::Kind::kHeld);
+  EXPECT_EQ(store_->adjust(key, "R2", {AdjustChange::Mode::kDelta, -5})->kind,
+            HotAdjustOutcome::Kind::kInsufficient);
+  EXPECT_EQ(store_->adjust(key, "R3", {AdjustChange::Mode::kSet, 5})->kind,
+            HotAdjustOutcome::Kind::kInsufficient);
+  auto set = store_->adjust(key, "R4", {AdjustChange::Mode::kSet, 7});
+  EXPECT_EQ(set->delta, -3);
+  EXPECT_EQ(set->after, (Quantities{7, 6, 0}));
+  EXPECT_EQ(outboxEvents(redis::keys::usable(key), "adjust", "R4").size(), 1u);
+  auto too_much = store_->adjust(key, "R5", {AdjustChange::Mode::kSet, limits::kOnHandMax + 1});
+  ASSERT_FALSE(too_much.has_value());
+  EXPECT_EQ(too_much.error().code, ErrorCode::kInvalidRequest);
+}
+
+TEST_P(StoreTest, OrderLifecycleScripts) {
+  const OrderRef order{dept_, "O1"};
+  auto claim = store_->claimOrder(order, "lines", "digest", "t1", 1000);
+  ASSERT_TRUE(claim.has_value()) << claim.error().message;
+  EXPECT_EQ(claim->kind, ClaimOutcome::Kind::kClaimed);
+  EXPECT_EQ(store_->claimOrder(order, "lines", "digest", "t1", 1001)->kind,
+            ClaimOutcome::Kind::kClaimed);  // the same caller again
+  EXPECT_EQ(store_->claimOrder(order, "lines", "digest", "t2", 1002)->kind,
+            ClaimOutcome::Kind::kBusy);
+  EXPECT_EQ(store_->claimOrder(order, "other", "other", "t2", 1002)->kind,
+            ClaimOutcome::Kind::kConflict);
+  EXPECT_EQ(store_->endOrder(order, ReleaseKind::kDeduct)->kind, EndOutcome::Kind::kBusy);
+  ASSERT_TRUE(store_->commitOrder(order, OrderStatus::kAllocated, "answer").value());
+  auto replay = store_->claimOrder(order, "lines", "digest", "t3", 1003);
+  EXPECT_EQ(replay->kind, ClaimOutcome::Kind::kReplay);
+  EXPECT_EQ(replay->answer_blob, "answer");
+  auto deducted = store_->endOrder(order, ReleaseKind::kDeduct);
+  EXPECT_EQ(deducted->kind, EndOutcome::Kind::kStarted);
+  EXPECT_EQ(deducted->lines_blob, "lines");
+  EXPECT_EQ(store_->endOrder(order, ReleaseKind::kRollback)->kind, EndOutcome::Kind::kDeducted);
+  ASSERT_TRUE(store_->markOrderReleased(order).has_value());
+  auto replayed = store_->endOrder(order, ReleaseKind::kDeduct);
+  EXPECT_EQ(replayed->kind, EndOutcome::Kind::kReplay);
+  EXPECT_TRUE(replayed->released);
+  const auto order_key = redis::keys::order(order);
+  EXPECT_EQ(outboxEvents(order_key, "order", "O1").size(), 2u);  // committed, deducted
+  auto ttl = client_->command(order_key, {"TTL", order_key});
+  EXPECT_GT(ttl->integer, 0);  // retention counts down once released
+
+  const OrderRef unknown{dept_, "O2"};
+  EXPECT_EQ(store_->endOrder(unknown, ReleaseKind::kDeduct)->kind, EndOutcome::Kind::kNotFound);
+  EXPECT_EQ(store_->endOrder(unknown, ReleaseKind::kRollback)->kind, EndOutcome::Kind::kStarted);
+  EXPECT_EQ(store_->claimOrder(unknown, "l", "d", "t", 1)->kind, ClaimOutcome::Kind::kRolledBack);
+}
+
+TEST_P(StoreTest, AbortForgetsOnlyTheOwnersPendingClaim) {
+  const OrderRef order{dept_, "O1"};
+  ASSERT_EQ(store_->claimOrder(order, "l", "d", "t1", 1000)->kind, ClaimOutcome::Kind::kClaimed);
+  ASSERT_TRUE(store_->abortOrder(order, "t2").has_value());
+  EXPECT_TRUE(store_->readOrder(order)->has_value());
+  ASSERT_TRUE(store_->abortOrder(order, "t1").has_value());
+  EXPECT_FALSE(store_->readOrder(order)->has_value());
+}
+
+TEST_P(StoreTest, ScriptsSurviveAScriptCacheFlush) {
+  ASSERT_TRUE(client_->commandOnMasters({"SCRIPT", "FLUSH"}).has_value());
+  EXPECT_TRUE(store_->ping().has_value());
+  const auto key = record("G4");
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{1, 0, 0}).has_value());
+  EXPECT_EQ(store_->hold(key, "O1", 1, false)->kind, HoldOutcome::Kind::kHeld);
+}
+
+TEST_P(StoreTest, EveryKeyOfARecordSharesTheSlotOfItsOutbox) {
+  const auto key = record("G5");
+  const auto slot = redis::keyHashSlot(redis::keys::usable(key));
+  for (const auto& name :
+       {redis::keys::subtracted(key), redis::keys::ullage(key), redis::keys::operate(key, "O"),
+        redis::keys::rollbackTombstone(key, "O"), redis::keys::deductionRecord(key),
+        redis::keys::adjustRef(key, "R"), redis::keys::outboxFor(redis::keys::usable(key))}) {
+    EXPECT_EQ(redis::keyHashSlot(name), slot) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Redis, StoreTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
+
+}  // namespace
+}  // namespace allot
