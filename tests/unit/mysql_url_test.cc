@@ -1,5 +1,5 @@
-// mysql:// URL parsing and option validation. Needs no server; it lives with the integration
-// tests only because those are the executables that link the MariaDB adapter.
+// mysql:// URL parsing, option validation and the classification of MariaDB error numbers.
+// Needs no server.
 #include <gtest/gtest.h>
 
 #include <string>
