@@ -136,10 +136,13 @@ Result<void> HttpServer::start() {
 std::uint16_t HttpServer::port() const { return impl_->bound_port; }
 
 void HttpServer::stop() {
-  if (!impl_) return;
-  beast::error_code ignored;
-  impl_->acceptor.close(ignored);
-  impl_->io.stop();
+  if (!impl_ || impl_->threads.empty()) return;
+  // The acceptor belongs to the io_context's threads: close it there, not from this thread.
+  asio::post(impl_->io, [this] {
+    beast::error_code ignored;
+    impl_->acceptor.close(ignored);
+    impl_->io.stop();
+  });
   for (auto& thread : impl_->threads) {
     if (thread.joinable()) thread.join();
   }
