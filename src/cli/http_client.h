@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -13,6 +14,12 @@
 #include "core/result.h"
 
 namespace allot::cli {
+
+// Client-side limits on what a server may send back. They are the client's own (the service's
+// limits live in core/limits.h); the body limit leaves room for the largest answer allot gives
+// (an order of kOrderLinesMax lines) many times over.
+inline constexpr std::size_t kResponseBodyBytesMax = 8 * 1024 * 1024;
+inline constexpr std::uint32_t kResponseHeaderBytesMax = 64 * 1024;
 
 struct HttpResponse {
   int status = 0;

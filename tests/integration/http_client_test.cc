@@ -2,8 +2,11 @@
 // port 0. The server's behaviour per request is scripted (answer, answer then close, close
 // without answering, never answer), which makes the client's keep-alive reuse, its single
 // transparent reconnect, its timeouts and sendRaw observable. No allotd is needed.
+#include "cli/http_client.h"
+
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -13,8 +16,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -24,7 +25,6 @@
 #include <vector>
 
 #include "cli/allotctl.h"
-#include "cli/http_client.h"
 
 namespace allot::cli {
 namespace {
