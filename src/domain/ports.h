@@ -36,6 +36,12 @@ struct ClaimOutcome {
   std::string answer_blob;  // for kReplay: encoded LineOutcomes
 };
 
+enum class CommitOutcome {
+  kCommitted,   // now, or by an earlier call of the same commit
+  kRolledBack,  // a rollback won the race: release the lines with a tombstone
+  kNotOwner,    // the claim's lease expired and another caller owns the order: hands off
+};
+
 enum class ReleaseKind {
   kUndo,      // reverse a hold of an order that was refused; no tombstone
   kRollback,  // the caller cancelled: return the hold, leave a tombstone
@@ -95,14 +101,17 @@ class HotStore {
  public:
   virtual ~HotStore() = default;
 
+  // A claim by the same token renews its lease. The Redis adapter measures the lease with the
+  // server's clock; now_ms is the caller's clock, used by fakes.
   [[nodiscard]] virtual Result<ClaimOutcome> claimOrder(const OrderRef& order,
                                                         const std::string& lines_blob,
                                                         const std::string& digest,
                                                         const std::string& token,
                                                         std::int64_t now_ms) = 0;
-  // false when the order is no longer pending (a rollback won the race).
-  [[nodiscard]] virtual Result<bool> commitOrder(const OrderRef& order, OrderStatus status,
-                                                 const std::string& answer_blob) = 0;
+  // Commits a pending order claimed with token.
+  [[nodiscard]] virtual Result<CommitOutcome> commitOrder(const OrderRef& order, OrderStatus status,
+                                                          const std::string& answer_blob,
+                                                          const std::string& token) = 0;
   // Forgets a pending order claimed with token (a refused all-or-nothing order).
   [[nodiscard]] virtual Result<void> abortOrder(const OrderRef& order,
                                                 const std::string& token) = 0;

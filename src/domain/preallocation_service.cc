@@ -1,5 +1,6 @@
 #include "domain/preallocation_service.h"
 
+#include <algorithm>
 #include <random>
 
 #include "core/assert.h"
@@ -7,11 +8,22 @@
 namespace allot {
 
 struct PreallocationService::HeldLines {
-  std::vector<LineOutcome> outcomes;   // one per line held so far, in request order
-  std::vector<RecordKey> touched;      // every record a hold was attempted on
+  std::vector<LineOutcome> outcomes;  // one per line held so far, in request order
   std::optional<std::size_t> first_short;
   std::int64_t first_short_available = 0;
-  bool rolled_back = false;            // a rollback of this order won the race
+  bool rolled_back = false;  // a rollback of this order won the race
+  bool lost_claim = false;   // the lease expired and another caller took the order over
+};
+
+// The claim of a pending order, renewed while its owner works. A caller that cannot renew it
+// has been taken over (its lease expired): from then on the lines belong to the new owner,
+// and this caller must neither undo nor commit them.
+struct PreallocationService::Lease {
+  OrderRef order;
+  std::string blob;
+  std::string digest;
+  std::string token;
+  std::int64_t renewed_at_ms = 0;
 };
 
 PreallocationService::PreallocationService(HotStore& hot, Ledger& ledger, Clock& clock,
@@ -29,19 +41,15 @@ std::string PreallocationService::newToken() {
 
 Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRequest& request) {
   ALLOT_ASSERT(!request.lines.empty() && request.lines.size() <= limits::kOrderLinesMax);
-  const OrderRef order{request.dept_no, request.order_no};
-  const std::string token = newToken();
-  ALLOT_TRY(claim, claimWithWait(order, encodeLineRequests(request.lines),
-                                 linesDigest(request.lines), token));
+  Lease lease{{request.dept_no, request.order_no},
+              encodeLineRequests(request.lines),
+              linesDigest(request.lines),
+              newToken(),
+              clock_.nowMs()};
+  ALLOT_TRY(claim, claimWithWait(lease));
   switch (claim.kind) {
     case ClaimOutcome::Kind::kClaimed: break;
-    case ClaimOutcome::Kind::kReplay: {
-      ALLOT_TRY(lines, decodeLineOutcomes(request.dept_no, claim.answer_blob));
-      counters_.orders_replayed.fetch_add(1);
-      const auto status =
-          claim.status == OrderStatus::kDeducted ? OrderStatus::kAllocated : claim.status;
-      return OrderAnswer{request.order_no, status, true, std::move(lines)};
-    }
+    case ClaimOutcome::Kind::kReplay: return replayAnswer(request, claim);
     case ClaimOutcome::Kind::kConflict:
       return fail(ErrorCode::kIdempotencyConflict,
                   "order " + request.order_no + " was already placed with other lines");
@@ -50,44 +58,83 @@ Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRe
     case ClaimOutcome::Kind::kBusy:
       ALLOT_ASSERT(false);  // claimWithWait turns kBusy into an error
   }
-  auto held = holdLines(request);
+  auto held = holdLines(request, lease);
   if (!held) {
-    // The outcome of the failing line is unknown: reverse it too (a release is idempotent).
-    std::vector<RecordKey> keys;
-    for (const auto& line : request.lines) keys.push_back(line.key);
-    if (releaseLines(request.order_no, keys, ReleaseKind::kUndo)) {
-      (void)hot_.abortOrder(order, token);
-    }
+    // The outcome of the failing line is unknown: undo every line (a release is idempotent).
+    (void)undoOrder(request, lease);
     return std::unexpected(held.error());
   }
-  return finishOrder(request, *held, token);
+  return finishOrder(request, *held, lease);
 }
 
-Result<ClaimOutcome> PreallocationService::claimWithWait(const OrderRef& order,
-                                                         const std::string& blob,
-                                                         const std::string& digest,
-                                                         const std::string& token) {
+Result<PreallocateOutcome> PreallocationService::replayAnswer(const PreallocateRequest& request,
+                                                              const ClaimOutcome& claim) {
+  ALLOT_TRY(lines, decodeLineOutcomes(request.dept_no, claim.answer_blob));
+  counters_.orders_replayed.fetch_add(1);
+  auto status = claim.status;
+  if (status == OrderStatus::kDeducted) {  // the first answer was allocated or shortage
+    const bool any_shortage =
+        std::any_of(lines.begin(), lines.end(), [](const auto& line) { return line.shortage > 0; });
+    status = any_shortage ? OrderStatus::kShortage : OrderStatus::kAllocated;
+  }
+  return OrderAnswer{request.order_no, status, true, std::move(lines)};
+}
+
+Result<ClaimOutcome> PreallocationService::claimWithWait(Lease& lease) {
   const std::int64_t deadline = clock_.nowMs() + options_.busy_wait_ms;
   std::int64_t pause_ms = 2;
   while (true) {
-    ALLOT_TRY(claim, hot_.claimOrder(order, blob, digest, token, clock_.nowMs()));
+    ALLOT_TRY(claim, hot_.claimOrder(lease.order, lease.blob, lease.digest, lease.token,
+                                     clock_.nowMs()));
+    lease.renewed_at_ms = clock_.nowMs();
     if (claim.kind != ClaimOutcome::Kind::kBusy) return claim;
     if (clock_.nowMs() >= deadline) {
       counters_.busy_waits_exhausted.fetch_add(1);
       return fail(ErrorCode::kUnavailable,
-                  "order " + order.order_no + " is being allocated by another call; retry");
+                  "order " + lease.order.order_no + " is being allocated by another call; retry");
     }
     clock_.sleepMs(pause_ms);
     pause_ms = std::min<std::int64_t>(pause_ms * 2, 50);
   }
 }
 
+bool PreallocationService::stillOwner(Lease& lease, bool force) {
+  const std::int64_t now = clock_.nowMs();
+  if (!force && now - lease.renewed_at_ms < options_.order_lease_ms / 6) return true;
+  auto claim = hot_.claimOrder(lease.order, lease.blob, lease.digest, lease.token, now);
+  if (!claim) {
+    // Redis did not answer: the claim is still ours while well inside the last lease.
+    return now - lease.renewed_at_ms < options_.order_lease_ms / 2;
+  }
+  if (claim->kind != ClaimOutcome::Kind::kClaimed) return false;
+  lease.renewed_at_ms = now;
+  return true;
+}
+
+bool PreallocationService::undoOrder(const PreallocateRequest& request, Lease& lease) {
+  if (!stillOwner(lease, /*force=*/true)) return false;  // the new owner decides about the lines
+  if (releaseLines(request.order_no, keysOf(request), ReleaseKind::kUndo)) {
+    (void)hot_.abortOrder(lease.order, lease.token);  // a leftover claim expires with its lease
+  }
+  return true;
+}
+
+std::vector<RecordKey> PreallocationService::keysOf(const PreallocateRequest& request) {
+  std::vector<RecordKey> keys;
+  keys.reserve(request.lines.size());
+  for (const auto& line : request.lines) keys.push_back(line.key);
+  return keys;
+}
+
 Result<PreallocationService::HeldLines> PreallocationService::holdLines(
-    const PreallocateRequest& request) {
+    const PreallocateRequest& request, Lease& lease) {
   HeldLines held;
   for (std::size_t i = 0; i < request.lines.size(); ++i) {
+    if (!stillOwner(lease, /*force=*/false)) {
+      held.lost_claim = true;
+      return held;
+    }
     const auto& line = request.lines[i];
-    held.touched.push_back(line.key);
     ALLOT_TRY(outcome, holdOne(line, request.order_no, request.allow_shortage));
     switch (outcome.kind) {
       case HoldOutcome::Kind::kHeld:
@@ -136,28 +183,36 @@ Result<bool> PreallocationService::loadRecord(const RecordKey& key, bool create)
 }
 
 Result<PreallocateOutcome> PreallocationService::finishOrder(const PreallocateRequest& request,
-                                                             HeldLines& held,
-                                                             const std::string& token) {
-  const OrderRef order{request.dept_no, request.order_no};
-  if (held.rolled_back) {
-    releaseLines(request.order_no, held.touched, ReleaseKind::kRollback);
+                                                             HeldLines& held, Lease& lease) {
+  auto taken_over = [&] {
+    return fail(ErrorCode::kUnavailable,
+                "order " + request.order_no + " was taken over by another call; retry");
+  };
+  auto rolled_back = [&] {
+    // Every line gets the rollback's tombstone, so no hold of this order can survive it.
+    releaseLines(request.order_no, keysOf(request), ReleaseKind::kRollback);
     return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+  };
+  if (held.lost_claim) return taken_over();
+  if (held.rolled_back) {
+    (void)hot_.abortOrder(lease.order, lease.token);  // only a claim left pending by us
+    return rolled_back();
   }
   if (held.first_short) {
     auto short_lines = collectShortLines(request, *held.first_short, held.first_short_available);
-    if (releaseLines(request.order_no, held.touched, ReleaseKind::kUndo)) {
-      (void)hot_.abortOrder(order, token);  // a leftover claim expires with its lease
-    }
+    if (!undoOrder(request, lease)) return taken_over();
     counters_.orders_refused.fetch_add(1);
     return PreallocateRefusal{std::move(short_lines)};
   }
-  bool any_shortage = false;
-  for (const auto& line : held.outcomes) any_shortage = any_shortage || line.shortage > 0;
+  const bool any_shortage = std::any_of(held.outcomes.begin(), held.outcomes.end(),
+                                        [](const auto& line) { return line.shortage > 0; });
   const auto status = any_shortage ? OrderStatus::kShortage : OrderStatus::kAllocated;
-  ALLOT_TRY(committed, hot_.commitOrder(order, status, encodeLineOutcomes(held.outcomes)));
-  if (!committed) {
-    releaseLines(request.order_no, held.touched, ReleaseKind::kRollback);
-    return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+  ALLOT_TRY(committed,
+            hot_.commitOrder(lease.order, status, encodeLineOutcomes(held.outcomes), lease.token));
+  switch (committed) {
+    case CommitOutcome::kCommitted: break;
+    case CommitOutcome::kRolledBack: return rolled_back();
+    case CommitOutcome::kNotOwner: return taken_over();
   }
   counters_.orders_allocated.fetch_add(1);
   return OrderAnswer{request.order_no, status, false, std::move(held.outcomes)};
@@ -327,7 +382,16 @@ Result<Quantities> PreallocationService::adjust(const AdjustRequest& request,
   // worker) finishes the Redis step. Everything else goes to Redis first, where the check
   // against available is atomic; if the database then fails, Redis wins and the adjust event
   // in the outbox carries the change to the database (applied once per ref).
-  if (increase) ALLOT_TRY_VOID(ledger_.applyAdjustment(key, request.ref, *request.delta));
+  if (increase) {
+    // The database has no upper bound of its own: check it here, before its step.
+    ALLOT_TRY(current, hot_.readRecord(key));
+    if (current && current->on_hand > limits::kOnHandMax - *request.delta) {
+      (void)ledger_.dropAdjustmentClaim(key.dept_no, request.ref);
+      return fail(ErrorCode::kInvalidRequest, "on_hand of " + key.index() + " would exceed " +
+                                                  std::to_string(limits::kOnHandMax));
+    }
+    ALLOT_TRY_VOID(ledger_.applyAdjustment(key, request.ref, *request.delta));
+  }
   ALLOT_TRY(outcome, adjustInRedis(key, request.ref, change));
   if (outcome.kind == HotAdjustOutcome::Kind::kInsufficient) {
     (void)ledger_.dropAdjustmentClaim(key.dept_no, request.ref);
@@ -335,7 +399,15 @@ Result<Quantities> PreallocationService::adjust(const AdjustRequest& request,
                 "record " + key.index() + " has " + std::to_string(outcome.after.available()) +
                     " available; the change would make available negative");
   }
-  if (!increase) ALLOT_TRY_VOID(ledger_.applyAdjustment(key, request.ref, outcome.delta));
+  if (!increase) {
+    if (auto applied = ledger_.applyAdjustment(key, request.ref, outcome.delta); !applied) {
+      // Redis accepted the change, so the database refusing it means the database lags (an
+      // earlier change still in the outbox): not the caller's problem, and not final.
+      return fail(ErrorCode::kUnavailable,
+                  "the change is applied in Redis; the database has not caught up yet (" +
+                      applied.error().message + "); retry with the same ref");
+    }
+  }
   ALLOT_TRY_VOID(ledger_.completeAdjustment(key.dept_no, request.ref, outcome.after));
   counters_.adjusts.fetch_add(1);
   return outcome.after;

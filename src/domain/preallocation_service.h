@@ -42,18 +42,26 @@ class PreallocationService {
 
  private:
   struct HeldLines;
+  struct Lease;
 
-  [[nodiscard]] Result<ClaimOutcome> claimWithWait(const OrderRef& order, const std::string& blob,
-                                                   const std::string& digest,
-                                                   const std::string& token);
-  [[nodiscard]] Result<HeldLines> holdLines(const PreallocateRequest& request);
+  [[nodiscard]] Result<ClaimOutcome> claimWithWait(Lease& lease);
+  [[nodiscard]] Result<PreallocateOutcome> replayAnswer(const PreallocateRequest& request,
+                                                        const ClaimOutcome& claim);
+  // Renews the claim when due (always when force is set); false once another caller owns it.
+  bool stillOwner(Lease& lease, bool force);
+  [[nodiscard]] Result<HeldLines> holdLines(const PreallocateRequest& request, Lease& lease);
   [[nodiscard]] Result<HoldOutcome> holdOne(const LineRequest& line, const std::string& order_no,
                                             bool allow_shortage);
   // Loads a record into Redis when the DB has it (or creates it when create is true).
   // False when the record exists nowhere and create is false.
   [[nodiscard]] Result<bool> loadRecord(const RecordKey& key, bool create);
   [[nodiscard]] Result<PreallocateOutcome> finishOrder(const PreallocateRequest& request,
-                                                       HeldLines& held, const std::string& token);
+                                                       HeldLines& held, Lease& lease);
+  // Reverses every line of a refused or failed order (while this caller still owns it) and
+  // forgets the claim, so the same order_no may be tried again. False when another caller
+  // owns the order now (and nothing was touched).
+  bool undoOrder(const PreallocateRequest& request, Lease& lease);
+  [[nodiscard]] static std::vector<RecordKey> keysOf(const PreallocateRequest& request);
   [[nodiscard]] Result<EndAnswer> endOrder(const OrderRef& order, ReleaseKind kind);
   // Releases each line, retrying; records what still fails as a compensation task.
   // False when some line could not be released now.

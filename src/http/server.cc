@@ -19,7 +19,8 @@ using tcp = asio::ip::tcp;
 struct HttpServer::Impl {
   Router& router;
   ServerOptions options;
-  asio::io_context io{static_cast<int>(options.threads)};
+  asio::io_context io{static_cast<int>(options.io_threads)};
+  asio::thread_pool workers{options.threads};
   tcp::acceptor acceptor{io};
   std::vector<std::thread> threads;
   std::uint16_t bound_port = 0;
@@ -83,7 +84,11 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     const HttpRequestView view{request.method_string(), request.target(), authorization,
                                request.body()};
     const bool keep_alive = request.keep_alive();
-    auto response = toResponse(router.handle(view), request.version(), keep_alive);
+    // Run the (blocking) call on a worker; this coroutine resumes on the network threads.
+    HttpAnswer answer = co_await asio::co_spawn(
+        workers, [&]() -> asio::awaitable<HttpAnswer> { co_return router.handle(view); },
+        asio::use_awaitable);
+    auto response = toResponse(std::move(answer), request.version(), keep_alive);
     stream.expires_after(std::chrono::milliseconds(options.idle_timeout_ms));
     auto [write_error, written] =
         co_await bhttp::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
@@ -98,7 +103,11 @@ asio::awaitable<void> HttpServer::Impl::accept() {
     auto [error, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
     if (error) {
       if (error == asio::error::operation_aborted) break;
-      continue;  // e.g. too many open files: keep serving the connections we have
+      // E.g. too many open files: keep serving the connections we have, and try again
+      // shortly instead of spinning on the error.
+      asio::steady_timer pause(io, std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
     }
     socket.set_option(tcp::no_delay(true));
     asio::co_spawn(io, session(std::move(socket)), asio::detached);
@@ -127,7 +136,7 @@ Result<void> HttpServer::start() {
   }
   impl_->bound_port = acceptor.local_endpoint().port();
   asio::co_spawn(impl_->io, impl_->accept(), asio::detached);
-  for (std::size_t i = 0; i < impl_->options.threads; ++i) {
+  for (std::size_t i = 0; i < impl_->options.io_threads; ++i) {
     impl_->threads.emplace_back([this] { impl_->io.run(); });
   }
   return {};
@@ -147,6 +156,7 @@ void HttpServer::stop() {
     if (thread.joinable()) thread.join();
   }
   impl_->threads.clear();
+  impl_->workers.join();
 }
 
 }  // namespace allot::http

@@ -1,7 +1,8 @@
-// The HTTP/1.1 server: Boost.Beast on an Asio io_context run by a pool of threads, one
-// coroutine per connection, keep-alive, bounded headers and bodies. Handlers run the
-// (blocking) service calls on the io_context's threads, so the thread count bounds the calls
-// in flight; the connection count is not bounded by it.
+// The HTTP/1.1 server: Boost.Beast on an Asio io_context, one coroutine per connection,
+// keep-alive, bounded headers and bodies. The service calls block (they wait on Redis and
+// MariaDB), so they run on a separate pool of `threads` workers and the connection's
+// coroutine awaits them: slow calls never stall the network threads, so /healthz, new
+// connections and reads keep being served. The worker count bounds the calls in flight.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,8 @@ namespace allot::http {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0: pick a free port (see HttpServer::port)
-  std::size_t threads = 64;
+  std::size_t threads = 64;        // workers for service calls
+  std::size_t io_threads = 2;      // network threads
   std::int64_t idle_timeout_ms = 60'000;
 };
 

@@ -117,15 +117,21 @@ Result<ClaimOutcome> RedisStockStore::claimOrder(const OrderRef& order,
   return outcome;
 }
 
-Result<bool> RedisStockStore::commitOrder(const OrderRef& order, OrderStatus status,
-                                          const std::string& answer_blob) {
+Result<CommitOutcome> RedisStockStore::commitOrder(const OrderRef& order, OrderStatus status,
+                                                   const std::string& answer_blob,
+                                                   const std::string& token) {
   ALLOT_ASSERT(status == OrderStatus::kAllocated || status == OrderStatus::kShortage);
   const auto key = keys::order(order);
   ALLOT_TRY(reply, client_.evalScript(scripts_->order_commit, {key, keys::outboxFor(key)},
                                       {std::string(1, orderStatusCode(status)), answer_blob,
-                                       order.dept_no, order.order_no}));
+                                       order.dept_no, order.order_no, token}));
   if (!reply.isInteger()) return std::unexpected(unexpected("order_commit", reply));
-  return reply.integer == 1;
+  switch (reply.integer) {
+    case 0: return CommitOutcome::kRolledBack;
+    case 1: return CommitOutcome::kCommitted;
+    case 2: return CommitOutcome::kNotOwner;
+    default: return std::unexpected(unexpected("order_commit", reply));
+  }
 }
 
 Result<void> RedisStockStore::abortOrder(const OrderRef& order, const std::string& token) {

@@ -141,7 +141,10 @@ TEST_P(StoreTest, OrderLifecycleScripts) {
   EXPECT_EQ(store_->claimOrder(order, "other", "other", "t2", 1002)->kind,
             ClaimOutcome::Kind::kConflict);
   EXPECT_EQ(store_->endOrder(order, ReleaseKind::kDeduct)->kind, EndOutcome::Kind::kBusy);
-  ASSERT_TRUE(store_->commitOrder(order, OrderStatus::kAllocated, "answer").value());
+  EXPECT_EQ(store_->commitOrder(order, OrderStatus::kAllocated, "answer", "t2").value(),
+            CommitOutcome::kNotOwner);
+  ASSERT_EQ(store_->commitOrder(order, OrderStatus::kAllocated, "answer", "t1").value(),
+            CommitOutcome::kCommitted);
   auto replay = store_->claimOrder(order, "lines", "digest", "t3", 1003);
   EXPECT_EQ(replay->kind, ClaimOutcome::Kind::kReplay);
   EXPECT_EQ(replay->answer_blob, "answer");

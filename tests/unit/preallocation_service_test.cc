@@ -260,6 +260,55 @@ TEST_F(ServiceTest, ADuplicateInFlightWaitsThenAnswersUnavailable) {
   EXPECT_EQ(allocate(order("O1", {{"G1", 1}})).status, OrderStatus::kAllocated);
 }
 
+TEST_F(ServiceTest, ATakeoverThatIsRefusedUndoesTheDeadOwnersHoldsToo) {
+  stock("X", 10);
+  stock("Y", 10);
+  stock("Z", 0);
+  // A dead owner claimed X, Y, Z, held X and Y, and never came back.
+  const auto dead = order("O1", {{"X", 5}, {"Y", 5}, {"Z", 1}});
+  for (const auto* goods : {"X", "Y"}) {
+    ASSERT_TRUE(hot_.loadRecord(record(goods), Quantities{10, 0, 0}).has_value());
+    ASSERT_EQ(hot_.hold(record(goods), "O1", 5, false)->kind, HoldOutcome::Kind::kHeld);
+  }
+  hot_.orders[{"D1", "O1"}] = FakeHotStore::Order{'P', encodeLineRequests(dead.lines),
+                                                  linesDigest(dead.lines), "dead", "",
+                                                  clock_.nowMs() - limits::kOrderLeaseMs - 1, false};
+  // The retry lists the lines in another order; Z is short, so the order is refused.
+  auto outcome = service_.preallocate(order("O1", {{"Z", 1}, {"Y", 5}, {"X", 5}}));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_TRUE(std::holds_alternative<PreallocateRefusal>(*outcome));
+  EXPECT_EQ(quantities("X"), (Quantities{10, 0, 0}));
+  EXPECT_EQ(quantities("Y"), (Quantities{10, 0, 0}));
+  EXPECT_TRUE(hot_.holds.empty());
+  EXPECT_TRUE(hot_.orders.empty());
+}
+
+TEST_F(ServiceTest, AnOwnerThatLostItsClaimLeavesTheLinesToTheNewOwner) {
+  stock("G1", 10);
+  stock("G2", 10);
+  hot_.before_hold = [&](const RecordKey& key) {
+    if (key.goods_no != "G2") return;
+    // This owner stalls past its lease and another call takes the order over.
+    clock_.now_ms += limits::kOrderLeaseMs + 1;
+    hot_.orders[{"D1", "O1"}].token = "new-owner";
+    hot_.orders[{"D1", "O1"}].since_ms = clock_.now_ms;
+  };
+  EXPECT_EQ(errorOf(service_.preallocate(order("O1", {{"G1", 3}, {"G2", 3}}))),
+            ErrorCode::kUnavailable);
+  // Nothing was undone behind the new owner's back.
+  EXPECT_EQ(quantities("G1").preallocated, 3);
+  EXPECT_EQ((hot_.orders[{"D1", "O1"}].token), "new-owner");
+}
+
+TEST_F(ServiceTest, AReplayAfterDeductKeepsTheFirstStatus) {
+  stock("G1", 1);
+  EXPECT_EQ(allocate(order("O1", {{"G1", 2}}, true)).status, OrderStatus::kShortage);
+  ASSERT_TRUE(service_.deduct({"D1", "O1"}).has_value());
+  const auto replay = allocate(order("O1", {{"G1", 2}}, true));
+  EXPECT_TRUE(replay.replayed);
+  EXPECT_EQ(replay.status, OrderStatus::kShortage);
+}
+
 // ---- adjust ----
 
 AdjustRequest adjustDelta(const std::string& ref, std::int64_t delta) {
@@ -329,6 +378,14 @@ TEST_F(ServiceTest, ADecreaseGoesToRedisFirstAndARetryFinishesItOnce) {
   ASSERT_TRUE(retry.has_value());
   EXPECT_EQ(retry->on_hand, 6);
   EXPECT_EQ(ledger_.records[record("G1").index()].on_hand, 6);
+}
+
+TEST_F(ServiceTest, AnIncreasePastTheMaximumChangesNothing) {
+  ASSERT_TRUE(service_.adjust(adjustDelta("R0", limits::kOnHandMax - 1), "d").has_value());
+  EXPECT_EQ(service_.adjust(adjustDelta("R1", 2), "d2").error().code, ErrorCode::kInvalidRequest);
+  EXPECT_EQ(ledger_.records[record("G1").index()].on_hand, limits::kOnHandMax - 1);
+  EXPECT_EQ(quantities("G1").on_hand, limits::kOnHandMax - 1);
+  EXPECT_FALSE(ledger_.adjustments.contains({"D1", "R1"}));
 }
 
 TEST_F(ServiceTest, ReadinessNamesTheFailingDependency) {

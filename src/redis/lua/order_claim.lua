@@ -3,8 +3,11 @@
 --
 -- KEYS[1] ord:{dept|order}  hash: st (P A S R D), ln (lines), dg (digest), tk (owner token),
 --                           ts (claim time ms), an (answer lines), rl (lines released)
--- ARGV[1] lines blob  ARGV[2] digest of the lines  ARGV[3] token  ARGV[4] now_ms  ARGV[5] lease_ms
+-- ARGV[1] lines blob  ARGV[2] digest of the lines  ARGV[3] token  ARGV[4] (unused: the caller's
+-- clock; the lease is measured with the server's TIME, so clock skew between allotd processes
+-- cannot make a live claim look expired)  ARGV[5] lease_ms
 --
+-- A claim by the same token renews the lease: the owner calls this again while it works.
 -- Returns {code, status, answer}:
 --   1 claimed (new order, the same caller again, or a takeover of a lease that expired);
 --   2 replay: already allocated/shortage/deducted with the same lines (status, answer lines);
@@ -12,10 +15,12 @@
 --   7 busy: another caller is holding its lines now.
 -- Invariant: a pending order has exactly one owner whose lease is live; lines stored at the
 -- claim are the ones any rollback will release, so nothing can be held outside them.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st then
   redis.call('HSET', KEYS[1], 'st', 'P', 'ln', ARGV[1], 'dg', ARGV[2], 'tk', ARGV[3],
-             'ts', ARGV[4])
+             'ts', now)
   return {1, 'P', ''}
 end
 if st == 'R' then return {3, st, ''} end
@@ -23,8 +28,8 @@ if redis.call('HGET', KEYS[1], 'dg') ~= ARGV[2] then return {5, st, ''} end
 if st == 'P' then
   local owner = redis.call('HGET', KEYS[1], 'tk')
   local since = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
-  if owner == ARGV[3] or tonumber(ARGV[4]) - since > tonumber(ARGV[5]) then
-    redis.call('HSET', KEYS[1], 'tk', ARGV[3], 'ts', ARGV[4])
+  if owner == ARGV[3] or now - since > tonumber(ARGV[5]) then
+    redis.call('HSET', KEYS[1], 'tk', ARGV[3], 'ts', now)
     return {1, 'P', ''}
   end
   return {7, 'P', ''}

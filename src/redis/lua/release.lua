@@ -26,6 +26,13 @@ local allocated, shortage, state = string.match(prior, '^(%d+):(%d+):?(%a*)$')
 allocated = tonumber(allocated)
 shortage = tonumber(shortage)
 if state == 'D' then return {0, allocated, shortage} end
+-- The invariant is checked before anything is written: Redis does not undo a script's
+-- writes when it then returns an error, so a late check would leave half a release behind.
+local subtracted = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ullage = tonumber(redis.call('GET', KEYS[3]) or '0')
+if subtracted < allocated or ullage < shortage then
+  return redis.error_reply('ALLOT_INVARIANT release would make a counter negative on ' .. ARGV[1])
+end
 local function int(n) return string.format('%d', n) end
 if kind == 'deduct' then
   if allocated > 0 then redis.call('DECRBY', KEYS[2], int(allocated)) end
@@ -39,10 +46,6 @@ else
   redis.call('DEL', KEYS[4])
 end
 if shortage > 0 then redis.call('DECRBY', KEYS[3], int(shortage)) end
-if tonumber(redis.call('GET', KEYS[2]) or '0') < 0 or
-   tonumber(redis.call('GET', KEYS[3]) or '0') < 0 then
-  return redis.error_reply('ALLOT_INVARIANT release made a counter negative on ' .. ARGV[1])
-end
 redis.call('XADD', KEYS[7], '*', 'e', kind, 'r', ARGV[1], 'd', ARGV[2], 'o', ARGV[3],
            'a', int(allocated), 's', int(shortage))
 return {1, allocated, shortage}

@@ -44,16 +44,18 @@ Result<ClaimOutcome> FakeHotStore::claimOrder(const OrderRef& order, const std::
   return ClaimOutcome{ClaimOutcome::Kind::kReplay, status, stored.answer};
 }
 
-Result<bool> FakeHotStore::commitOrder(const OrderRef& order, OrderStatus status,
-                                       const std::string& answer_blob) {
+Result<CommitOutcome> FakeHotStore::commitOrder(const OrderRef& order, OrderStatus status,
+                                                const std::string& answer_blob,
+                                                const std::string& token) {
   ALLOT_TRY_VOID(maybeFail("commitOrder", order.order_no));
   auto it = orders.find(orderKey(order));
-  if (it == orders.end()) return false;
-  if (it->second.status == 'A' || it->second.status == 'S') return true;
-  if (it->second.status != 'P') return false;
+  if (it == orders.end()) return CommitOutcome::kNotOwner;
+  if (it->second.status == 'A' || it->second.status == 'S') return CommitOutcome::kCommitted;
+  if (it->second.status == 'R') return CommitOutcome::kRolledBack;
+  if (it->second.status != 'P' || it->second.token != token) return CommitOutcome::kNotOwner;
   it->second.status = orderStatusCode(status);
   it->second.answer = answer_blob;
-  return true;
+  return CommitOutcome::kCommitted;
 }
 
 Result<void> FakeHotStore::abortOrder(const OrderRef& order, const std::string& token) {

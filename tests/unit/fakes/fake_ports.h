@@ -41,8 +41,9 @@ class FakeHotStore final : public HotStore {
   Result<ClaimOutcome> claimOrder(const OrderRef& order, const std::string& lines_blob,
                                   const std::string& digest, const std::string& token,
                                   std::int64_t now_ms) override;
-  Result<bool> commitOrder(const OrderRef& order, OrderStatus status,
-                           const std::string& answer_blob) override;
+  Result<CommitOutcome> commitOrder(const OrderRef& order, OrderStatus status,
+                                    const std::string& answer_blob,
+                                    const std::string& token) override;
   Result<void> abortOrder(const OrderRef& order, const std::string& token) override;
   Result<EndOutcome> endOrder(const OrderRef& order, ReleaseKind kind) override;
   Result<void> markOrderReleased(const OrderRef& order) override;
