@@ -24,6 +24,7 @@
 
 #include "core/assert.h"
 #include "core/limits.h"
+#include "core/percent_decode.h"
 
 namespace allot::http {
 namespace {
@@ -376,33 +377,13 @@ struct IntegerRange {
 
 using QueryParameters = std::map<std::string, std::string, std::less<>>;
 
-// Decodes %XX escapes of one query component. Boost.URL's parse_query is not used: the
-// Debian build of Boost 1.81 reads past the end of a string_view that is not NUL-terminated
-// (seen under ASan), and a request target never is.
+// Decodes one query component.
 [[nodiscard]] Result<std::string> percentDecoded(std::string_view text) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out.push_back(text[i]);
-      continue;
-    }
-    if (i + 2 >= text.size()) {
-      return invalid("the query string is malformed: a truncated %-escape");
-    }
-    const int high = hex(text[i + 1]);
-    const int low = hex(text[i + 2]);
-    if (high < 0 || low < 0) return invalid("the query string is malformed: a %-escape that is not two hex digits");
-    out.push_back(static_cast<char>(high * 16 + low));
-    i += 2;
+  auto decoded = percentDecode(text);
+  if (!decoded) {
+    return invalid("the query string is malformed: a %-escape that is not two hex digits");
   }
-  return out;
+  return std::move(*decoded);
 }
 
 // The percent-decoded values of the wanted parameters. Others are ignored; a wanted one given

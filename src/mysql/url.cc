@@ -3,6 +3,8 @@
 // a strict database name, only known query keys) are specific to this one use.
 #include "mysql/url.h"
 
+#include "core/percent_decode.h"
+
 #include <array>
 #include <charconv>
 #include <limits>
@@ -164,21 +166,9 @@ Result<void> parseQuery(std::string_view query, MysqlOptions& out) {
 }  // namespace
 
 Result<std::string> percentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out.push_back(text[i]);
-      continue;
-    }
-    if (i + 2 >= text.size()) return invalid("truncated percent escape");
-    const int high = hexValue(text[i + 1]);
-    const int low = hexValue(text[i + 2]);
-    if (high < 0 || low < 0) return invalid("invalid percent escape");
-    out.push_back(static_cast<char>(high * 16 + low));
-    i += 2;
-  }
-  return out;
+  auto decoded = allot::percentDecode(text);
+  if (!decoded) return invalid("invalid or truncated percent escape");
+  return std::move(*decoded);
 }
 
 Result<void> validateOptions(const MysqlOptions& options) {
