@@ -182,8 +182,9 @@ TEST(MysqlMigrator, AppliesOnceThenIsANoOp) {
   ASSERT_TRUE(tables) << tables.error().message;
   std::vector<std::string> names;
   for (const auto& row : *tables) names.emplace_back(row.text(0));
-  EXPECT_EQ(names, (std::vector<std::string>{"compensation_tasks", "schema_migrations", "stock",
-                                             "stock_adjustments"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"compensation_tasks", "merchant_routes", "orders",
+                                             "order_lines", "outbox_positions",
+                                             "schema_migrations", "stock", "stock_adjustments"}));
 }
 
 TEST(MysqlMigrator, ConcurrentRunsApplyEachVersionOnce) {
