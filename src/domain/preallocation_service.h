@@ -16,6 +16,7 @@
 #include "domain/counters.h"
 #include "domain/order.h"
 #include "domain/ports.h"
+#include "domain/stock_api.h"
 
 namespace allot {
 
@@ -25,20 +26,21 @@ struct ServiceOptions {
   int reverse_attempts = limits::kReverseAttemptsMax;
 };
 
-class PreallocationService {
+class PreallocationService final : public StockApi {
  public:
   PreallocationService(HotStore& hot, Ledger& ledger, Clock& clock, ServiceCounters& counters,
                        ServiceOptions options = {});
 
-  [[nodiscard]] Result<PreallocateOutcome> preallocate(const PreallocateRequest& request);
-  [[nodiscard]] Result<EndAnswer> rollback(const OrderRef& order);
-  [[nodiscard]] Result<EndAnswer> deduct(const OrderRef& order);
-  [[nodiscard]] Result<OrderAnswer> findOrder(const OrderRef& order);
+  [[nodiscard]] Result<PreallocateOutcome> preallocate(const PreallocateRequest& request) override;
+  [[nodiscard]] Result<EndAnswer> rollback(const OrderRef& order) override;
+  [[nodiscard]] Result<EndAnswer> deduct(const OrderRef& order) override;
+  [[nodiscard]] Result<OrderAnswer> findOrder(const OrderRef& order) override;
   // digest: the canonical body, to tell a replay from a conflicting reuse of the ref.
-  [[nodiscard]] Result<Quantities> adjust(const AdjustRequest& request, const std::string& digest);
-  [[nodiscard]] Result<Quantities> readRecord(const RecordKey& key);
+  [[nodiscard]] Result<Quantities> adjust(const AdjustRequest& request,
+                                         const std::string& digest) override;
+  [[nodiscard]] Result<Quantities> readRecord(const RecordKey& key) override;
   // Readiness: a real script call and a real query.
-  [[nodiscard]] Result<void> checkReady();
+  [[nodiscard]] Result<void> checkReady() override;
 
  private:
   struct HeldLines;

@@ -48,7 +48,7 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-Router::Router(PreallocationService& service, ServiceCounters& counters, RouterOptions options)
+Router::Router(StockApi& service, ServiceCounters& counters, RouterOptions options)
     : service_(service), counters_(counters), options_(std::move(options)) {}
 
 HttpAnswer Router::handle(const HttpRequestView& request) {

@@ -11,7 +11,7 @@
 
 #include "domain/counters.h"
 #include "domain/ports.h"
-#include "domain/preallocation_service.h"
+#include "domain/stock_api.h"
 
 namespace allot::http {
 
@@ -42,7 +42,7 @@ enum class Endpoint : std::uint8_t {
 
 class Router {
  public:
-  Router(PreallocationService& service, ServiceCounters& counters, RouterOptions options);
+  Router(StockApi& service, ServiceCounters& counters, RouterOptions options);
 
   [[nodiscard]] HttpAnswer handle(const HttpRequestView& request);
   // An answer for a request that could not be parsed at all (the server calls this).
@@ -62,7 +62,7 @@ class Router {
   [[nodiscard]] bool authorized(std::string_view authorization, const std::string& token) const;
   void count(Endpoint endpoint, int status);
 
-  PreallocationService& service_;
+  StockApi& service_;
   ServiceCounters& counters_;
   RouterOptions options_;
   static constexpr std::array<int, 9> kStatuses = {200, 400, 401, 404, 405, 409, 500, 503, 0};
