@@ -1,9 +1,10 @@
 // allotd: the pre-allocation service. Wires the adapters to the domain and serves HTTP until
 // SIGINT or SIGTERM.
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "app/config.h"
@@ -52,26 +53,28 @@ int run(const allot::app::Config& config) {
     spdlog::error("cannot connect to Redis: {}", redis.error().message);
     return 1;
   }
-  auto ledger = connectWithDeadline("MariaDB", config.startup_timeout_ms,
-                                    [&] { return allot::mysql::MysqlLedger::open(*mysql_options); });
+  auto ledger = connectWithDeadline("MariaDB", config.startup_timeout_ms, [&] {
+    return allot::mysql::MysqlLedger::open(*mysql_options);
+  });
   if (!ledger) {
     spdlog::error("cannot open the database: {}", ledger.error().message);
     return 1;
   }
-  allot::redis::RedisStockStore store(**redis, {config.retention_seconds, allot::limits::kOrderLeaseMs});
+  allot::redis::RedisStockStore store(**redis,
+                                      {config.retention_seconds, allot::limits::kOrderLeaseMs});
   allot::SystemClock clock;
   allot::ServiceCounters counters;
   allot::PreallocationService service(store, **ledger, clock, counters);
   allot::http::Router router(service, counters,
                              {config.api_token, config.admin_token, config.default_route});
-  allot::http::HttpServer server(
-      router, {config.listen_host, config.listen_port, static_cast<std::size_t>(config.http_threads)});
+  allot::http::HttpServer server(router, {config.listen_host, config.listen_port,
+                                          static_cast<std::size_t>(config.http_threads)});
   if (auto started = server.start(); !started) {
     spdlog::error("{}", started.error().message);
     return 1;
   }
-  spdlog::info("allotd listening on {}:{} (redis {}, cluster {})", config.listen_host, server.port(),
-               config.redis_url, (*redis)->isCluster());
+  spdlog::info("allotd listening on {}:{} (redis {}, cluster {})", config.listen_host,
+               server.port(), config.redis_url, (*redis)->isCluster());
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -100,7 +103,8 @@ int main(int argc, char** argv) {
   cli.set_version_flag("--version", "allotd 0.1.0");
   CLI11_PARSE(cli, argc, argv);
 
-  auto config = allot::app::loadConfig(config_path, [](const char* name) { return std::getenv(name); });
+  auto config =
+      allot::app::loadConfig(config_path, [](const char* name) { return std::getenv(name); });
   if (!config) {
     spdlog::error("configuration: {}", config.error().message);
     return 2;

@@ -1,7 +1,8 @@
 #include "app/config.h"
 
-#include <charconv>
 #include <toml++/toml.h>
+
+#include <charconv>
 
 #include "core/limits.h"
 
@@ -52,19 +53,22 @@ const std::vector<Key>& keys() {
       {"api_token", text(&Config::api_token)},
       {"default_route",
        [](Config& config, std::string_view value) -> Result<void> {
-         if (value == "redis") config.default_route = Route::kRedis;
-         else if (value == "mysql") config.default_route = Route::kMysql;
-         else return fail(ErrorCode::kInvalidRequest, "default_route must be redis or mysql");
+         if (value == "redis")
+           config.default_route = Route::kRedis;
+         else if (value == "mysql")
+           config.default_route = Route::kMysql;
+         else
+           return fail(ErrorCode::kInvalidRequest, "default_route must be redis or mysql");
          return {};
        }},
       {"http_threads", integer("http_threads", &Config::http_threads, 1,
                                static_cast<std::int64_t>(limits::kHttpThreadsMax))},
       {"redis_pool_size", integer("redis_pool_size", &Config::redis_pool_size, 1,
                                   static_cast<std::int64_t>(limits::kRedisPoolSizeMax))},
-      {"retention_seconds", integer("retention_seconds", &Config::retention_seconds, 60,
-                                    366LL * 24 * 3600)},
-      {"startup_timeout_ms", integer("startup_timeout_ms", &Config::startup_timeout_ms, 0,
-                                     600'000)},
+      {"retention_seconds",
+       integer("retention_seconds", &Config::retention_seconds, 60, 366LL * 24 * 3600)},
+      {"startup_timeout_ms",
+       integer("startup_timeout_ms", &Config::startup_timeout_ms, 0, 600'000)},
       {"log_level", text(&Config::log_level)},
   };
   return kKeys;
@@ -97,11 +101,13 @@ Result<void> applyFile(Config& config, const std::string& path) {
       if (name.str() == candidate.name) key = &candidate;
     }
     if (key == nullptr) {
-      return fail(ErrorCode::kInvalidRequest, "unknown key in " + path + ": " + std::string(name.str()));
+      return fail(ErrorCode::kInvalidRequest,
+                  "unknown key in " + path + ": " + std::string(name.str()));
     }
     const auto value = tomlText(node);
     if (!value) {
-      return fail(ErrorCode::kInvalidRequest, path + ": " + key->name + " must be a string or an integer");
+      return fail(ErrorCode::kInvalidRequest,
+                  path + ": " + key->name + " must be a string or an integer");
     }
     ALLOT_TRY_VOID(key->set(config, *value));
   }
@@ -111,9 +117,11 @@ Result<void> applyFile(Config& config, const std::string& path) {
 Result<void> splitListen(Config& config) {
   const auto colon = config.listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return fail(ErrorCode::kInvalidRequest, "listen must be host:port, not '" + config.listen + "'");
+    return fail(ErrorCode::kInvalidRequest,
+                "listen must be host:port, not '" + config.listen + "'");
   }
-  ALLOT_TRY(port, parseInteger("listen port", std::string_view(config.listen).substr(colon + 1), 0, 65535));
+  ALLOT_TRY(port, parseInteger("listen port", std::string_view(config.listen).substr(colon + 1), 0,
+                               65535));
   config.listen_host = config.listen.substr(0, colon);
   config.listen_port = static_cast<std::uint16_t>(port);
   return {};

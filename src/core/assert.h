@@ -6,11 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define ALLOT_ASSERT(condition)                                                   \
-  do {                                                                            \
-    if (!(condition)) {                                                           \
-      std::fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,   \
-                   #condition);                                                   \
-      std::abort();                                                               \
-    }                                                                             \
+#define ALLOT_ASSERT(condition)                                                              \
+  do {                                                                                       \
+    if (!(condition)) {                                                                      \
+      std::fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #condition); \
+      std::abort();                                                                          \
+    }                                                                                        \
   } while (false)

@@ -8,8 +8,8 @@
 
 namespace allot::limits {
 
-inline constexpr std::size_t kFieldLengthMax = 64;        // every record field, order_no
-inline constexpr std::size_t kRefLengthMax = 64;          // adjust idempotency key
+inline constexpr std::size_t kFieldLengthMax = 64;  // every record field, order_no
+inline constexpr std::size_t kRefLengthMax = 64;    // adjust idempotency key
 inline constexpr std::size_t kOrderLinesMax = 200;
 inline constexpr std::int64_t kLineQtyMin = 1;
 inline constexpr std::int64_t kLineQtyMax = 1'000'000'000;
@@ -19,15 +19,15 @@ inline constexpr std::size_t kRequestBodyBytesMax = 256 * 1024;
 inline constexpr std::size_t kRequestHeaderBytesMax = 16 * 1024;
 inline constexpr std::size_t kJsonDepthMax = 8;
 
-inline constexpr int kReverseAttemptsMax = 3;             // inline compensation retries
-inline constexpr int kLoadAttemptsMax = 5;                // WATCH races before giving up
-inline constexpr int kRedisRedirectsMax = 5;              // MOVED/ASK hops per call
+inline constexpr int kReverseAttemptsMax = 3;  // inline compensation retries
+inline constexpr int kLoadAttemptsMax = 5;     // WATCH races before giving up
+inline constexpr int kRedisRedirectsMax = 5;   // MOVED/ASK hops per call
 inline constexpr std::size_t kRedisPoolSizeMax = 256;
 inline constexpr std::size_t kMysqlPoolSizeMax = 64;
 inline constexpr std::size_t kHttpThreadsMax = 512;
 
-inline constexpr std::int64_t kOrderLeaseMs = 30'000;    // a pending order's claim
-inline constexpr std::int64_t kBusyWaitMs = 2'000;       // how long a duplicate waits
+inline constexpr std::int64_t kOrderLeaseMs = 30'000;  // a pending order's claim
+inline constexpr std::int64_t kBusyWaitMs = 2'000;     // how long a duplicate waits
 inline constexpr std::int64_t kRetentionSecondsDefault = 7 * 24 * 3600;
 
 // A full order of maximal lines must fit in a body well below the limit.

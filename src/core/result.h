@@ -51,14 +51,14 @@ using Result = std::expected<T, Error>;
 }
 
 // Unwraps a Result inside a function that itself returns a Result, passing the error up.
-#define ALLOT_TRY(var, expr)                                 \
-  auto var##_result_ = (expr);                               \
+#define ALLOT_TRY(var, expr)                                         \
+  auto var##_result_ = (expr);                                       \
   if (!var##_result_) return std::unexpected(var##_result_.error()); \
   auto var = std::move(*var##_result_)
 
-#define ALLOT_TRY_VOID(expr)                                 \
-  do {                                                       \
-    auto try_result_ = (expr);                               \
+#define ALLOT_TRY_VOID(expr)                                       \
+  do {                                                             \
+    auto try_result_ = (expr);                                     \
     if (!try_result_) return std::unexpected(try_result_.error()); \
   } while (false)
 

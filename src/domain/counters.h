@@ -8,17 +8,17 @@
 namespace allot {
 
 struct ServiceCounters {
-  std::atomic<std::uint64_t> record_loads{0};           // records loaded from the DB into Redis
-  std::atomic<std::uint64_t> orders_allocated{0};       // new holds answered 200
-  std::atomic<std::uint64_t> orders_replayed{0};        // retries answered from the first answer
-  std::atomic<std::uint64_t> orders_refused{0};         // all-or-nothing refusals
+  std::atomic<std::uint64_t> record_loads{0};      // records loaded from the DB into Redis
+  std::atomic<std::uint64_t> orders_allocated{0};  // new holds answered 200
+  std::atomic<std::uint64_t> orders_replayed{0};   // retries answered from the first answer
+  std::atomic<std::uint64_t> orders_refused{0};    // all-or-nothing refusals
   std::atomic<std::uint64_t> rollbacks{0};
   std::atomic<std::uint64_t> deducts{0};
   std::atomic<std::uint64_t> adjusts{0};
-  std::atomic<std::uint64_t> reverse_retries{0};        // compensation stage 1: inline retries
-  std::atomic<std::uint64_t> compensations_recorded{0}; // stage 2: durable tasks written
+  std::atomic<std::uint64_t> reverse_retries{0};           // compensation stage 1: inline retries
+  std::atomic<std::uint64_t> compensations_recorded{0};    // stage 2: durable tasks written
   std::atomic<std::uint64_t> compensations_unrecorded{0};  // stage 2 failed too: left to the scan
-  std::atomic<std::uint64_t> busy_waits_exhausted{0};   // duplicates answered 503 after waiting
+  std::atomic<std::uint64_t> busy_waits_exhausted{0};      // duplicates answered 503 after waiting
 };
 
 }  // namespace allot

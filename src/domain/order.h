@@ -82,7 +82,7 @@ struct EndAnswer {  // rollback and deduct
 struct AdjustRequest {
   RecordKey key;
   std::string ref;
-  std::optional<std::int64_t> delta;    // exactly one of delta and on_hand is set
+  std::optional<std::int64_t> delta;  // exactly one of delta and on_hand is set
   std::optional<std::int64_t> on_hand;
 };
 

@@ -58,8 +58,8 @@ struct EndOutcome {  // rollback or deduct at the order level
     kBusy,        // deduct of an order still being allocated
   };
   Kind kind = Kind::kStarted;
-  std::string lines_blob;    // encoded LineRequests (empty for a bare tombstone)
-  bool released = false;     // kReplay: every line was already released
+  std::string lines_blob;  // encoded LineRequests (empty for a bare tombstone)
+  bool released = false;   // kReplay: every line was already released
 };
 
 struct StoredOrder {
@@ -131,7 +131,8 @@ class HotStore {
   [[nodiscard]] virtual Result<std::optional<Quantities>> readRecord(const RecordKey& key) = 0;
   // Loads a record under WATCH unless Redis already has it. True when this call loaded it;
   // false when it was already there (Redis state is newer and is never overwritten).
-  [[nodiscard]] virtual Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) = 0;
+  [[nodiscard]] virtual Result<bool> loadRecord(const RecordKey& key,
+                                                const Quantities& from_db) = 0;
   // A real script call, for readiness.
   [[nodiscard]] virtual Result<void> ping() = 0;
 };

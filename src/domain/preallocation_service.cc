@@ -55,8 +55,7 @@ Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRe
                   "order " + request.order_no + " was already placed with other lines");
     case ClaimOutcome::Kind::kRolledBack:
       return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
-    case ClaimOutcome::Kind::kBusy:
-      ALLOT_ASSERT(false);  // claimWithWait turns kBusy into an error
+    case ClaimOutcome::Kind::kBusy: ALLOT_ASSERT(false);  // claimWithWait turns kBusy into an error
   }
   auto held = holdLines(request, lease);
   if (!held) {
@@ -84,8 +83,8 @@ Result<ClaimOutcome> PreallocationService::claimWithWait(Lease& lease) {
   const std::int64_t deadline = clock_.nowMs() + options_.busy_wait_ms;
   std::int64_t pause_ms = 2;
   while (true) {
-    ALLOT_TRY(claim, hot_.claimOrder(lease.order, lease.blob, lease.digest, lease.token,
-                                     clock_.nowMs()));
+    ALLOT_TRY(claim,
+              hot_.claimOrder(lease.order, lease.blob, lease.digest, lease.token, clock_.nowMs()));
     lease.renewed_at_ms = clock_.nowMs();
     if (claim.kind != ClaimOutcome::Kind::kBusy) return claim;
     if (clock_.nowMs() >= deadline) {
@@ -146,9 +145,7 @@ Result<PreallocationService::HeldLines> PreallocationService::holdLines(
         held.first_short = i;
         held.first_short_available = outcome.available;
         return held;
-      case HoldOutcome::Kind::kRolledBack:
-        held.rolled_back = true;
-        return held;
+      case HoldOutcome::Kind::kRolledBack: held.rolled_back = true; return held;
       case HoldOutcome::Kind::kNotLoaded:
         return fail(ErrorCode::kUnavailable, "record " + line.key.index() + " could not be loaded");
     }
@@ -269,8 +266,7 @@ Result<EndAnswer> PreallocationService::endOrder(const OrderRef& order, ReleaseK
         clock_.sleepMs(10);
         continue;
       case EndOutcome::Kind::kStarted:
-      case EndOutcome::Kind::kReplay:
-        break;
+      case EndOutcome::Kind::kReplay: break;
     }
     const bool replayed = end.kind == EndOutcome::Kind::kReplay;
     if (!replayed || !end.released) {
@@ -364,8 +360,7 @@ Result<Quantities> PreallocationService::adjust(const AdjustRequest& request,
       ALLOT_ASSERT(claim.answer.has_value());
       return *claim.answer;
     case AdjustmentClaim::Kind::kNew:
-    case AdjustmentClaim::Kind::kResume:
-      break;
+    case AdjustmentClaim::Kind::kResume: break;
   }
   const bool increase = request.delta.has_value() && *request.delta > 0;
   const AdjustChange change = request.delta

@@ -37,7 +37,7 @@ class PreallocationService final : public StockApi {
   [[nodiscard]] Result<OrderAnswer> findOrder(const OrderRef& order) override;
   // digest: the canonical body, to tell a replay from a conflicting reuse of the ref.
   [[nodiscard]] Result<Quantities> adjust(const AdjustRequest& request,
-                                         const std::string& digest) override;
+                                          const std::string& digest) override;
   [[nodiscard]] Result<Quantities> readRecord(const RecordKey& key) override;
   // Readiness: a real script call and a real query.
   [[nodiscard]] Result<void> checkReady() override;
@@ -69,8 +69,7 @@ class PreallocationService final : public StockApi {
   // False when some line could not be released now.
   bool releaseLines(const std::string& order_no, const std::vector<RecordKey>& keys,
                     ReleaseKind kind);
-  [[nodiscard]] Result<HotAdjustOutcome> adjustInRedis(const RecordKey& key,
-                                                       const std::string& ref,
+  [[nodiscard]] Result<HotAdjustOutcome> adjustInRedis(const RecordKey& key, const std::string& ref,
                                                        AdjustChange change);
   [[nodiscard]] std::vector<ShortLine> collectShortLines(const PreallocateRequest& request,
                                                          std::size_t first_short,

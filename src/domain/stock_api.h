@@ -14,7 +14,8 @@ namespace allot {
 class StockApi {
  public:
   virtual ~StockApi() = default;
-  [[nodiscard]] virtual Result<PreallocateOutcome> preallocate(const PreallocateRequest& request) = 0;
+  [[nodiscard]] virtual Result<PreallocateOutcome> preallocate(
+      const PreallocateRequest& request) = 0;
   [[nodiscard]] virtual Result<EndAnswer> rollback(const OrderRef& order) = 0;
   [[nodiscard]] virtual Result<EndAnswer> deduct(const OrderRef& order) = 0;
   [[nodiscard]] virtual Result<OrderAnswer> findOrder(const OrderRef& order) = 0;

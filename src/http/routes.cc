@@ -9,9 +9,9 @@ namespace allot::http {
 
 namespace {
 
-constexpr std::string_view kEndpointNames[] = {
-    "adjust", "stock", "preallocate", "rollback", "deduct", "order", "admin", "healthz", "readyz",
-    "metrics", "other"};
+constexpr std::string_view kEndpointNames[] = {"adjust", "stock",   "preallocate", "rollback",
+                                               "deduct", "order",   "admin",       "healthz",
+                                               "readyz", "metrics", "other"};
 static_assert(std::size(kEndpointNames) == static_cast<std::size_t>(Endpoint::kCount));
 
 HttpAnswer errorAnswer(const Error& error) { return {httpStatus(error.code), encodeError(error)}; }
@@ -126,8 +126,7 @@ HttpAnswer Router::preallocate(std::string_view body) {
   auto outcome = service_.preallocate(*request);
   if (!outcome) return errorAnswer(outcome.error());
   if (const auto* refusal = std::get_if<PreallocateRefusal>(&*outcome)) {
-    return {httpStatus(ErrorCode::kInsufficientStock),
-            encodeRefusal(request->order_no, *refusal)};
+    return {httpStatus(ErrorCode::kInsufficientStock), encodeRefusal(request->order_no, *refusal)};
   }
   return {200, encodeOrderAnswer(std::get<OrderAnswer>(*outcome))};
 }
@@ -208,15 +207,16 @@ HttpAnswer Router::metrics() {
   counter("allot_busy_waits_exhausted_total",
           "Calls answered 503 after waiting for a concurrent call on the same order.",
           counters_.busy_waits_exhausted.load());
-  out += "# HELP allot_http_requests_total HTTP requests by endpoint and status.\n"
-         "# TYPE allot_http_requests_total counter\n";
+  out +=
+      "# HELP allot_http_requests_total HTTP requests by endpoint and status.\n"
+      "# TYPE allot_http_requests_total counter\n";
   for (std::size_t e = 0; e < requests_.size(); ++e) {
     for (std::size_t s = 0; s < kStatuses.size(); ++s) {
       const auto value = requests_[e][s].load(std::memory_order_relaxed);
       if (value == 0) continue;
       out += fmt::format("allot_http_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n",
-                         kEndpointNames[e], kStatuses[s] == 0 ? "other" : std::to_string(kStatuses[s]),
-                         value);
+                         kEndpointNames[e],
+                         kStatuses[s] == 0 ? "other" : std::to_string(kStatuses[s]), value);
     }
   }
   return {200, std::move(out), "text/plain; version=0.0.4"};

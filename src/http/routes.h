@@ -36,8 +36,18 @@ struct RouterOptions {
 
 // The endpoints, for per-endpoint metrics.
 enum class Endpoint : std::uint8_t {
-  kAdjust, kStock, kPreallocate, kRollback, kDeduct, kOrder, kAdmin, kHealth, kReady, kMetrics,
-  kOther, kCount
+  kAdjust,
+  kStock,
+  kPreallocate,
+  kRollback,
+  kDeduct,
+  kOrder,
+  kAdmin,
+  kHealth,
+  kReady,
+  kMetrics,
+  kOther,
+  kCount
 };
 
 class Router {

@@ -67,10 +67,9 @@ asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
     auto [read_error, read_bytes] =
         co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     if (read_error) {
-      const bool answerable = read_error != bhttp::error::end_of_stream &&
-                              read_error != asio::error::eof &&
-                              read_error != beast::error::timeout &&
-                              read_error != asio::error::connection_reset;
+      const bool answerable =
+          read_error != bhttp::error::end_of_stream && read_error != asio::error::eof &&
+          read_error != beast::error::timeout && read_error != asio::error::connection_reset;
       if (answerable) {
         // The request cannot be read to its end, so the connection cannot be reused.
         auto response = toResponse(router.malformed(readFailureReason(read_error)), 11, false);

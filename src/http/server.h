@@ -16,9 +16,9 @@ namespace allot::http {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 8080;  // 0: pick a free port (see HttpServer::port)
-  std::size_t threads = 64;        // workers for service calls
-  std::size_t io_threads = 2;      // network threads
+  std::uint16_t port = 8080;   // 0: pick a free port (see HttpServer::port)
+  std::size_t threads = 64;    // workers for service calls
+  std::size_t io_threads = 2;  // network threads
   std::int64_t idle_timeout_ms = 60'000;
 };
 

@@ -188,32 +188,38 @@ Result<AdjustmentClaim> MysqlLedger::claimAdjustment(const RecordKey& key, const
   return fail(ErrorCode::kUnavailable, "adjust ref " + ref + " kept changing while claimed");
 }
 
-// One transaction: the adjustment row (created here if the claim is missing) is locked
-// first, and on_hand changes only while that row is still pending, so a second call for the
-// same ref finds it applied and changes nothing.
+// The adjustment row (created here if the claim is missing) is locked first, and on_hand
+// changes only while that row is still pending, so a second call for the same ref finds it
+// applied and changes nothing.
+Result<void> applyAdjustmentIn(Connection& connection, const RecordKey& key,
+                               const std::string& ref, std::int64_t delta) {
+  auto params = keyParams(key, nullptr);
+  const std::array<Param, 8> insert{params[0], Param{std::string_view(ref)},
+                                    params[1], params[2],
+                                    params[3], params[4],
+                                    params[5], params[6]};
+  ALLOT_TRY_VOID(connection.execute(kInsertAdjustment, insert));
+  ALLOT_TRY(found, readAdjustment(connection, key.dept_no, ref, true));
+  if (!found) {
+    return fail(ErrorCode::kInternal, "adjust ref " + ref + " vanished inside its transaction");
+  }
+  if (found->key != key) {
+    return fail(ErrorCode::kIdempotencyConflict,
+                "adjust ref " + ref + " belongs to another record: " + found->key.index());
+  }
+  if (found->state != "pending") return {};
+  ALLOT_TRY_VOID(changeOnHand(connection, key, delta));
+  ALLOT_TRY_VOID(connection.execute(
+      "UPDATE stock_adjustments SET state = 'applied', delta = ? WHERE dept_no = ? AND ref = ?",
+      {delta, key.dept_no, ref}));
+  return {};
+}
+
+// One transaction around applyAdjustmentIn.
 Result<void> MysqlLedger::applyAdjustment(const RecordKey& key, const std::string& ref,
                                           std::int64_t delta) {
   return pool_->withTransaction([&](Connection& connection) -> Result<void> {
-    auto params = keyParams(key, nullptr);
-    const std::array<Param, 8> insert{params[0], Param{std::string_view(ref)},
-                                      params[1], params[2],
-                                      params[3], params[4],
-                                      params[5], params[6]};
-    ALLOT_TRY_VOID(connection.execute(kInsertAdjustment, insert));
-    ALLOT_TRY(found, readAdjustment(connection, key.dept_no, ref, true));
-    if (!found) {
-      return fail(ErrorCode::kInternal, "adjust ref " + ref + " vanished inside its transaction");
-    }
-    if (found->key != key) {
-      return fail(ErrorCode::kIdempotencyConflict,
-                  "adjust ref " + ref + " belongs to another record: " + found->key.index());
-    }
-    if (found->state != "pending") return {};
-    ALLOT_TRY_VOID(changeOnHand(connection, key, delta));
-    ALLOT_TRY_VOID(connection.execute(
-        "UPDATE stock_adjustments SET state = 'applied', delta = ? WHERE dept_no = ? AND ref = ?",
-        {delta, key.dept_no, ref}));
-    return {};
+    return applyAdjustmentIn(connection, key, ref, delta);
   });
 }
 

@@ -18,6 +18,12 @@ namespace allot::mysql {
 inline constexpr std::size_t kCompensationReasonLengthMax = 512;
 inline constexpr std::size_t kCompensationKindLengthMax = 32;
 
+// The per-ref idempotent on_hand change of MysqlLedger::applyAdjustment, on a connection whose
+// transaction the caller owns, so the write-back can apply an adjust event in the same
+// transaction as the rest of its batch. Locks the stock_adjustments row, then the stock row.
+[[nodiscard]] Result<void> applyAdjustmentIn(Connection& connection, const RecordKey& key,
+                                             const std::string& ref, std::int64_t delta);
+
 class MysqlLedger final : public Ledger {
  public:
   // Migrates the schema (under the migration lock) and opens the pool.

@@ -143,10 +143,10 @@ Result<void> RedisStockStore::abortOrder(const OrderRef& order, const std::strin
 Result<EndOutcome> RedisStockStore::endOrder(const OrderRef& order, ReleaseKind kind) {
   ALLOT_ASSERT(kind != ReleaseKind::kUndo);
   const auto key = keys::order(order);
-  ALLOT_TRY(reply, client_.evalScript(scripts_->order_end, {key, keys::outboxFor(key)},
-                                      {std::string(releaseKindName(kind)),
-                                       decimal(options_.retention_seconds), order.dept_no,
-                                       order.order_no}));
+  ALLOT_TRY(reply, client_.evalScript(
+                       scripts_->order_end, {key, keys::outboxFor(key)},
+                       {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
+                        order.dept_no, order.order_no}));
   ALLOT_TRY(elements, arrayOf("order_end", reply, 3));
   EndOutcome outcome;
   switch (integerAt(*elements, 0)) {
@@ -187,13 +187,12 @@ Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::strin
                                           std::int64_t qty, bool allow_shortage) {
   ALLOT_ASSERT(qty >= limits::kLineQtyMin && qty <= limits::kLineQtyMax);
   const auto usable = keys::usable(key);
-  ALLOT_TRY(reply, client_.evalScript(
-                       scripts_->hold,
-                       {usable, keys::subtracted(key), keys::ullage(key),
-                        keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
-                        keys::outboxFor(usable)},
-                       {key.index(), key.dept_no, order_no, decimal(qty),
-                        allow_shortage ? "1" : "0"}));
+  ALLOT_TRY(reply,
+            client_.evalScript(
+                scripts_->hold,
+                {usable, keys::subtracted(key), keys::ullage(key), keys::operate(key, order_no),
+                 keys::rollbackTombstone(key, order_no), keys::outboxFor(usable)},
+                {key.index(), key.dept_no, order_no, decimal(qty), allow_shortage ? "1" : "0"}));
   ALLOT_TRY(elements, arrayOf("hold", reply, 4));
   HoldOutcome outcome;
   switch (integerAt(*elements, 0)) {
@@ -257,8 +256,8 @@ Result<HotAdjustOutcome> RedisStockStore::adjust(const RecordKey& key, const std
 
 Result<std::optional<Quantities>> RedisStockStore::readRecord(const RecordKey& key) {
   const auto usable = keys::usable(key);
-  ALLOT_TRY(reply, client_.command(usable, {"MGET", usable, keys::subtracted(key),
-                                            keys::ullage(key)}));
+  ALLOT_TRY(reply,
+            client_.command(usable, {"MGET", usable, keys::subtracted(key), keys::ullage(key)}));
   ALLOT_TRY(elements, arrayOf("MGET record", reply, 3));
   if ((*elements)[0].isNil()) return std::optional<Quantities>();
   std::int64_t available = 0, subtracted = 0, ullage = 0;
@@ -287,7 +286,8 @@ Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities&
       }
       ALLOT_TRY_VOID(connection.command({"MULTI"}));
       ALLOT_TRY_VOID(connection.command({"SET", usable, decimal(from_db.available())}));
-      ALLOT_TRY_VOID(connection.command({"SET", keys::subtracted(key), decimal(from_db.preallocated)}));
+      ALLOT_TRY_VOID(
+          connection.command({"SET", keys::subtracted(key), decimal(from_db.preallocated)}));
       ALLOT_TRY_VOID(connection.command({"SET", keys::ullage(key), decimal(from_db.shortage)}));
       ALLOT_TRY(executed, connection.command({"EXEC"}));
       if (executed.isNil()) return Reply{Reply::Type::kInteger, kRaced};

@@ -1,12 +1,13 @@
 // The Lua scripts and the RedisStockStore against a real Redis, standalone and Cluster. In
 // Cluster every script must find all its keys in one slot (else Redis answers CROSSSLOT), so
 // these tests also prove the key layout and the per-slot outbox design.
+#include "redis/redis_stock_store.h"
+
 #include <gtest/gtest.h>
 
 #include "core/limits.h"
 #include "redis/client.h"
 #include "redis/keys.h"
-#include "redis/redis_stock_store.h"
 #include "support/test_env.h"
 
 namespace allot {

@@ -1,9 +1,10 @@
 // Unit tests of the business rules (PreallocationService) against in-memory fakes: the
 // multi-line protocol, idempotency, tombstones, the compensation stages and the adjust
 // ordering. The same rules are checked end to end against real servers in tests/integration.
+#include "domain/preallocation_service.h"
+
 #include <gtest/gtest.h>
 
-#include "domain/preallocation_service.h"
 #include "fakes/fake_ports.h"
 
 namespace allot {
@@ -38,8 +39,9 @@ class ServiceTest : public ::testing::Test {
     auto outcome = service_.preallocate(request);
     EXPECT_TRUE(outcome.has_value()) << (outcome ? "" : outcome.error().message);
     EXPECT_TRUE(outcome && std::holds_alternative<OrderAnswer>(*outcome));
-    return outcome && std::holds_alternative<OrderAnswer>(*outcome) ? std::get<OrderAnswer>(*outcome)
-                                                                     : OrderAnswer{};
+    return outcome && std::holds_alternative<OrderAnswer>(*outcome)
+               ? std::get<OrderAnswer>(*outcome)
+               : OrderAnswer{};
   }
   ErrorCode errorOf(const Result<PreallocateOutcome>& outcome) {
     EXPECT_FALSE(outcome.has_value());
@@ -106,7 +108,8 @@ TEST_F(ServiceTest, AllOrNothingReversesHeldLinesAndNamesTheShortOnes) {
   // The refused order is forgotten: once stock arrives the same order_no succeeds.
   hot_.records[record("G2").index()].usable = 5;
   hot_.records[record("G3").index()].usable = 5;
-  EXPECT_EQ(allocate(order("O1", {{"G1", 5}, {"G2", 2}, {"G3", 1}})).status, OrderStatus::kAllocated);
+  EXPECT_EQ(allocate(order("O1", {{"G1", 5}, {"G2", 2}, {"G3", 1}})).status,
+            OrderStatus::kAllocated);
 }
 
 TEST_F(ServiceTest, ShortageTakesWhatIsAvailableAndRecordsTheRest) {
@@ -171,8 +174,15 @@ TEST_F(ServiceTest, EndStateErrorsTable) {
     ErrorCode expected;
   };
   const std::vector<Case> cases = {
-      {"deduct unknown", [&] { return service_.deduct({"D1", "NOPE"}); }, ErrorCode::kNotFound},
-      {"deduct after rollback", [&] { return service_.deduct({"D1", "RB"}); },
+      {"deduct unknown",
+       [&] {
+         return service_.deduct({"D1", "NOPE"});
+       },
+       ErrorCode::kNotFound},
+      {"deduct after rollback",
+       [&] {
+         return service_.deduct({"D1", "RB"});
+       },
        ErrorCode::kOrderRolledBack},
   };
   for (const auto& c : cases) {
@@ -251,8 +261,9 @@ TEST_F(ServiceTest, ARollbackThatWinsTheRaceRefusesTheAllocation) {
 
 TEST_F(ServiceTest, ADuplicateInFlightWaitsThenAnswersUnavailable) {
   stock("G1", 10);
-  hot_.orders[{"D1", "O1"}] = FakeHotStore::Order{'P', "", linesDigest(order("O1", {{"G1", 1}}).lines),
-                                                  "someone-else", "", clock_.nowMs(), false};
+  hot_.orders[{"D1", "O1"}] = FakeHotStore::Order{
+      'P',  "", linesDigest(order("O1", {{"G1", 1}}).lines), "someone-else", "", clock_.nowMs(),
+      false};
   EXPECT_EQ(errorOf(service_.preallocate(order("O1", {{"G1", 1}}))), ErrorCode::kUnavailable);
   EXPECT_EQ(counters_.busy_waits_exhausted.load(), 1u);
   // Once the lease has expired, a retry takes the order over and finishes it.
@@ -270,9 +281,13 @@ TEST_F(ServiceTest, ATakeoverThatIsRefusedUndoesTheDeadOwnersHoldsToo) {
     ASSERT_TRUE(hot_.loadRecord(record(goods), Quantities{10, 0, 0}).has_value());
     ASSERT_EQ(hot_.hold(record(goods), "O1", 5, false)->kind, HoldOutcome::Kind::kHeld);
   }
-  hot_.orders[{"D1", "O1"}] = FakeHotStore::Order{'P', encodeLineRequests(dead.lines),
-                                                  linesDigest(dead.lines), "dead", "",
-                                                  clock_.nowMs() - limits::kOrderLeaseMs - 1, false};
+  hot_.orders[{"D1", "O1"}] = FakeHotStore::Order{'P',
+                                                  encodeLineRequests(dead.lines),
+                                                  linesDigest(dead.lines),
+                                                  "dead",
+                                                  "",
+                                                  clock_.nowMs() - limits::kOrderLeaseMs - 1,
+                                                  false};
   // The retry lists the lines in another order; Z is short, so the order is refused.
   auto outcome = service_.preallocate(order("O1", {{"Z", 1}, {"Y", 5}, {"X", 5}}));
   ASSERT_TRUE(outcome.has_value());
@@ -331,8 +346,8 @@ TEST_F(ServiceTest, AdjustCreatesTheRecordAndReplaysByRef) {
 TEST_F(ServiceTest, AdjustRefusesToMakeAvailableNegative) {
   ASSERT_TRUE(service_.adjust(adjustDelta("R1", 5), "d5").has_value());
   allocate(order("O1", {{"G1", 3}}));
-  const std::vector<AdjustRequest> refused = {
-      adjustDelta("R2", -3), AdjustRequest{record("G1"), "R3", std::nullopt, 2}};
+  const std::vector<AdjustRequest> refused = {adjustDelta("R2", -3),
+                                              AdjustRequest{record("G1"), "R3", std::nullopt, 2}};
   for (const auto& request : refused) {
     EXPECT_EQ(service_.adjust(request, request.ref).error().code, ErrorCode::kInsufficientStock);
   }

@@ -78,9 +78,11 @@ Result<EndOutcome> FakeHotStore::endOrder(const OrderRef& order, ReleaseKind kin
   }
   auto& stored = it->second;
   const char target = rollback ? 'R' : 'D';
-  if (stored.status == target) return EndOutcome{EndOutcome::Kind::kReplay, stored.lines, stored.released};
+  if (stored.status == target)
+    return EndOutcome{EndOutcome::Kind::kReplay, stored.lines, stored.released};
   if (rollback && stored.status == 'D') return EndOutcome{EndOutcome::Kind::kDeducted, "", false};
-  if (!rollback && stored.status == 'R') return EndOutcome{EndOutcome::Kind::kRolledBack, "", false};
+  if (!rollback && stored.status == 'R')
+    return EndOutcome{EndOutcome::Kind::kRolledBack, "", false};
   if (!rollback && stored.status == 'P') return EndOutcome{EndOutcome::Kind::kBusy, "", false};
   stored.status = target;
   return EndOutcome{EndOutcome::Kind::kStarted, stored.lines, false};
@@ -96,8 +98,9 @@ Result<void> FakeHotStore::markOrderReleased(const OrderRef& order) {
 Result<std::optional<StoredOrder>> FakeHotStore::readOrder(const OrderRef& order) {
   auto it = orders.find(orderKey(order));
   if (it == orders.end()) return std::optional<StoredOrder>();
-  return std::optional<StoredOrder>(StoredOrder{
-      *orderStatusFromCode(std::string(1, it->second.status)), it->second.lines, it->second.answer});
+  return std::optional<StoredOrder>(
+      StoredOrder{*orderStatusFromCode(std::string(1, it->second.status)), it->second.lines,
+                  it->second.answer});
 }
 
 Result<HoldOutcome> FakeHotStore::hold(const RecordKey& key, const std::string& order_no,
@@ -107,14 +110,16 @@ Result<HoldOutcome> FakeHotStore::hold(const RecordKey& key, const std::string& 
   const auto id = std::make_pair(key.index(), order_no);
   if (tombstones.contains(id)) return HoldOutcome{HoldOutcome::Kind::kRolledBack};
   if (auto it = holds.find(id); it != holds.end()) {
-    return HoldOutcome{HoldOutcome::Kind::kAlreadyHeld, it->second.allocated, it->second.shortage, 0};
+    return HoldOutcome{HoldOutcome::Kind::kAlreadyHeld, it->second.allocated, it->second.shortage,
+                       0};
   }
   auto record = records.find(key.index());
   if (record == records.end()) return HoldOutcome{HoldOutcome::Kind::kNotLoaded};
   auto& counters = record->second;
   std::int64_t allocated = qty, shortage = 0;
   if (counters.usable < qty) {
-    if (!allow_shortage) return HoldOutcome{HoldOutcome::Kind::kInsufficient, 0, 0, counters.usable};
+    if (!allow_shortage)
+      return HoldOutcome{HoldOutcome::Kind::kInsufficient, 0, 0, counters.usable};
     allocated = std::max<std::int64_t>(counters.usable, 0);
     shortage = qty - allocated;
   }

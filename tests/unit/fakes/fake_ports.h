@@ -64,11 +64,11 @@ class FakeHotStore final : public HotStore {
   // Called at the start of hold(), e.g. to run a concurrent rollback.
   std::function<void(const RecordKey&)> before_hold;
 
-  std::map<std::string, Counters> records;                         // by record index
-  std::map<std::pair<std::string, std::string>, Hold> holds;       // (index, order)
-  std::set<std::pair<std::string, std::string>> tombstones;        // (index, order)
+  std::map<std::string, Counters> records;                    // by record index
+  std::map<std::pair<std::string, std::string>, Hold> holds;  // (index, order)
+  std::set<std::pair<std::string, std::string>> tombstones;   // (index, order)
   std::map<std::pair<std::string, std::string>, std::int64_t> adjust_refs;
-  std::map<std::pair<std::string, std::string>, Order> orders;     // (dept, order)
+  std::map<std::pair<std::string, std::string>, Order> orders;  // (dept, order)
   int loads = 0;
   std::int64_t lease_ms = 30'000;
 
