@@ -13,6 +13,7 @@
 #include "http/routes.h"
 #include "http/server.h"
 #include "mysql/mysql_ledger.h"
+#include "mysql/mysql_path.h"
 #include "mysql/url.h"
 #include "redis/client.h"
 #include "redis/redis_stock_store.h"
@@ -64,7 +65,12 @@ int run(const allot::app::Config& config) {
                                       {config.retention_seconds, allot::limits::kOrderLeaseMs});
   allot::SystemClock clock;
   allot::ServiceCounters counters;
-  allot::PreallocationService service(store, **ledger, clock, counters);
+  allot::PreallocationService redis_path(store, **ledger, clock, counters);
+  allot::mysql::MysqlPath mysql_path((*ledger)->pool());
+  // Until per-merchant routing lands, the default route picks the path for every merchant.
+  allot::StockApi& service = config.default_route == allot::Route::kMysql
+                                 ? static_cast<allot::StockApi&>(mysql_path)
+                                 : static_cast<allot::StockApi&>(redis_path);
   allot::http::Router router(service, counters,
                              {config.api_token, config.admin_token, config.default_route});
   allot::http::HttpServer server(router, {config.listen_host, config.listen_port,
@@ -110,9 +116,5 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
-  if (config->default_route == allot::Route::kMysql) {
-    spdlog::error("default_route mysql: the MySQL path is not built yet; use redis");
-    return 2;
-  }
   return run(*config);
 }

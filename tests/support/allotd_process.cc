@@ -125,6 +125,10 @@ Result<void> AllotdProcess::spawn() {
       {"ALLOT_ADMIN_TOKEN", admin_token_},
   };
   if (!options_.api_token.empty()) settings.emplace_back("ALLOT_API_TOKEN", options_.api_token);
+  // ctest runs some suites a third time with every merchant on the MySQL path.
+  if (const char* route = std::getenv("ALLOT_TEST_ALLOTD_ROUTE"); route != nullptr) {
+    settings.emplace_back("ALLOT_DEFAULT_ROUTE", route);
+  }
   settings.insert(settings.end(), options_.extra_env.begin(), options_.extra_env.end());
 
   // Everything the child needs is built before fork: after fork only async-signal-safe

@@ -1,0 +1,52 @@
+// The MySQL path: the operations of the contract (API.md 1-6) done directly in MariaDB, each
+// in one transaction, with the same answers, error codes and messages as the Redis path
+// (domain/preallocation_service.cc). It serves merchants whose route is `mysql`, it is the
+// path traffic degrades to, and it is the performance baseline the Redis path is measured
+// against.
+//
+// It writes the rows the write-back writes (orders, order_lines, stock, stock_adjustments)
+// with the same meaning, so a merchant can move between the paths:
+//   - orders.status is the first answer (allocated | shortage) until the order ends
+//     (rolled_back | deducted); a rollback of an unknown order leaves a tombstone row
+//     (rolled_back, no lines, lines_digest NULL);
+//   - order_lines keep qty/allocated/shortage as first answered; state held while the hold
+//     lives, then released (rollback) or deducted;
+//   - stock.preallocated and stock.shortage are the sums of allocated and shortage over the
+//     record's held lines.
+//
+// Lock order, the same in every transaction, so no two of them wait on each other in a
+// cycle: the orders row (or the stock_adjustments row) first, then stock rows sorted by key
+// (RecordKey order, which is the primary key order of stock).
+#pragma once
+
+#include <string>
+
+#include "core/result.h"
+#include "domain/order.h"
+#include "domain/quantities.h"
+#include "domain/record_key.h"
+#include "domain/stock_api.h"
+#include "mysql/pool.h"
+
+namespace allot::mysql {
+
+class MysqlPath final : public StockApi {
+ public:
+  // The pool must outlive this object; the schema must be migrated (MysqlLedger::open).
+  explicit MysqlPath(Pool& pool) : pool_(pool) {}
+
+  [[nodiscard]] Result<PreallocateOutcome> preallocate(const PreallocateRequest& request) override;
+  [[nodiscard]] Result<EndAnswer> rollback(const OrderRef& order) override;
+  [[nodiscard]] Result<EndAnswer> deduct(const OrderRef& order) override;
+  [[nodiscard]] Result<OrderAnswer> findOrder(const OrderRef& order) override;
+  [[nodiscard]] Result<Quantities> adjust(const AdjustRequest& request,
+                                          const std::string& digest) override;
+  [[nodiscard]] Result<Quantities> readRecord(const RecordKey& key) override;
+  // A real query on a pooled connection.
+  [[nodiscard]] Result<void> checkReady() override;
+
+ private:
+  Pool& pool_;
+};
+
+}  // namespace allot::mysql
