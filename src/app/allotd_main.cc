@@ -6,17 +6,23 @@
 #include <csignal>
 #include <cstdlib>
 #include <thread>
+#include <fmt/format.h>
 
 #include "app/config.h"
+#include "domain/compensation.h"
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
 #include "http/routes.h"
 #include "http/server.h"
+#include "mysql/compensation_queue.h"
 #include "mysql/mysql_ledger.h"
 #include "mysql/mysql_path.h"
+#include "mysql/write_back_store.h"
 #include "mysql/url.h"
 #include "redis/client.h"
 #include "redis/redis_stock_store.h"
+#include "workers/periodic.h"
+#include "workers/write_back.h"
 
 namespace {
 
@@ -34,6 +40,32 @@ auto connectWithDeadline(const char* what, std::int64_t timeout_ms, Connect conn
     spdlog::warn("{} is not reachable yet ({}); retrying", what, result.error().message);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+}
+
+// The write-back's lag and progress in Prometheus text.
+std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics) {
+  std::string out;
+  auto add = [&out](std::string_view name, std::string_view type, std::string_view help,
+                    std::int64_t value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+  };
+  auto count = [](const auto& atomic) { return static_cast<std::int64_t>(atomic.load()); };
+  add("allot_writeback_events_applied_total", "counter", "Outbox events applied to the database.",
+      count(metrics.events_applied));
+  add("allot_writeback_events_dead_lettered_total", "counter",
+      "Outbox events that could never apply (see outbox_dead_letters).",
+      count(metrics.events_dead_lettered));
+  add("allot_writeback_batches_total", "counter", "Committed write-back batches.",
+      count(metrics.batches));
+  add("allot_writeback_batch_failures_total", "counter", "Failed write-back reads, commits or trims.",
+      count(metrics.batch_failures));
+  add("allot_writeback_lag_ms", "gauge", "Age of the oldest event waiting to be written back.",
+      count(metrics.oldest_unapplied_age_ms));
+  add("allot_writeback_lag_events", "gauge", "Events left in streams whose batch was full.",
+      count(metrics.events_pending));
+  add("allot_writeback_streams_known", "gauge", "Outbox streams the write-back reads.",
+      count(metrics.streams_known));
+  return out;
 }
 
 int run(const allot::app::Config& config) {
@@ -61,8 +93,15 @@ int run(const allot::app::Config& config) {
     spdlog::error("cannot open the database: {}", ledger.error().message);
     return 1;
   }
-  allot::redis::RedisStockStore store(**redis,
-                                      {config.retention_seconds, allot::limits::kOrderLeaseMs});
+  // The write-back: the outbox streams the scripts append to, applied to MariaDB exactly once.
+  allot::mysql::WriteBackStore write_back_store((*ledger)->pool());
+  allot::workers::WriteBack write_back(**redis, write_back_store);
+  allot::redis::StoreOptions store_options{config.retention_seconds, allot::limits::kOrderLeaseMs,
+                                           [&write_back](const std::string& stream) {
+                                             write_back.noteStream(stream);
+                                           }};
+  allot::redis::RedisStockStore store(**redis, store_options);
+  write_back.start();
   allot::SystemClock clock;
   allot::ServiceCounters counters;
   allot::PreallocationService redis_path(store, **ledger, clock, counters);
@@ -71,8 +110,18 @@ int run(const allot::app::Config& config) {
   allot::StockApi& service = config.default_route == allot::Route::kMysql
                                  ? static_cast<allot::StockApi&>(mysql_path)
                                  : static_cast<allot::StockApi&>(redis_path);
+  // Compensation, the seed's second stage: apply the reverses that failed inline.
+  allot::mysql::MysqlCompensationQueue compensation_queue((*ledger)->pool());
+  allot::CompensationProcessor compensation(store, compensation_queue, counters);
+  allot::workers::Periodic compensation_worker(std::chrono::seconds(1), [&] {
+    if (auto ran = compensation.runOnce(); !ran) {
+      spdlog::warn("compensation: {}", ran.error().message);
+    }
+  });
+  compensation_worker.start();
   allot::http::Router router(service, counters,
-                             {config.api_token, config.admin_token, config.default_route});
+                             {config.api_token, config.admin_token, config.default_route,
+                              [&write_back] { return writeBackMetricsText(write_back.metrics()); }});
   allot::http::HttpServer server(router, {config.listen_host, config.listen_port,
                                           static_cast<std::size_t>(config.http_threads)});
   if (auto started = server.start(); !started) {
@@ -89,6 +138,8 @@ int run(const allot::app::Config& config) {
   sigwait(&signals, &received);
   spdlog::info("signal {} received; stopping", received);
   server.stop();
+  compensation_worker.stop();
+  write_back.stop();
   return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 #include "domain/order.h"
@@ -182,6 +183,28 @@ class Ledger {
   // Durable record of a reverse step that failed inline, for the compensation worker.
   [[nodiscard]] virtual Result<void> recordCompensation(const CompensationTask& task) = 0;
   [[nodiscard]] virtual Result<void> ping() = 0;
+};
+
+// The durable queue of compensation tasks (the seed's second stage), drained by the
+// compensation worker.
+struct DueCompensation {
+  std::int64_t id = 0;
+  int attempts = 0;  // attempts before this one
+  CompensationTask task;
+};
+
+class CompensationQueue {
+ public:
+  virtual ~CompensationQueue() = default;
+  // Takes up to `limit` pending tasks whose time has come, hiding them from other takers for
+  // lease_ms (a worker that dies mid-task leaves it to be taken again).
+  [[nodiscard]] virtual Result<std::vector<DueCompensation>> takeDue(std::size_t limit,
+                                                                     std::int64_t lease_ms) = 0;
+  [[nodiscard]] virtual Result<void> complete(std::int64_t id) = 0;
+  // Schedules another attempt after retry_after_ms, or gives up (state failed: an operator and
+  // the reconciliation scan take over).
+  [[nodiscard]] virtual Result<void> retryLater(std::int64_t id, const std::string& reason,
+                                                std::int64_t retry_after_ms, bool give_up) = 0;
 };
 
 class Clock {

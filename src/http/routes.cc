@@ -204,6 +204,15 @@ HttpAnswer Router::metrics() {
   counter("allot_compensation_tasks_unrecorded_total",
           "Reverses that could not even be recorded; left to the reconciliation scan.",
           counters_.compensations_unrecorded.load());
+  counter("allot_compensation_tasks_applied_total",
+          "Compensation stage 2: durable tasks applied by the compensation worker.",
+          counters_.compensations_applied.load());
+  counter("allot_compensation_attempts_failed_total",
+          "Compensation task attempts that failed and were rescheduled.",
+          counters_.compensation_attempts_failed.load());
+  counter("allot_compensation_tasks_given_up_total",
+          "Compensation tasks given up after their bound: left to an operator and the scan.",
+          counters_.compensations_given_up.load());
   counter("allot_busy_waits_exhausted_total",
           "Calls answered 503 after waiting for a concurrent call on the same order.",
           counters_.busy_waits_exhausted.load());
@@ -219,6 +228,7 @@ HttpAnswer Router::metrics() {
                          kStatuses[s] == 0 ? "other" : std::to_string(kStatuses[s]), value);
     }
   }
+  if (options_.extra_metrics) out += options_.extra_metrics();
   return {200, std::move(out), "text/plain; version=0.0.4"};
 }
 

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,8 @@ struct RouterOptions {
   std::string api_token;    // when set, every /v1 call (but admin) needs it as a bearer token
   std::string admin_token;  // /v1/admin needs it; admin is refused when it is empty
   Route default_route = Route::kRedis;
+  // More Prometheus text appended to /metrics (the workers' gauges and counters).
+  std::function<std::string()> extra_metrics;
 };
 
 // The endpoints, for per-endpoint metrics.

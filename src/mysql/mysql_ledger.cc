@@ -191,8 +191,8 @@ Result<AdjustmentClaim> MysqlLedger::claimAdjustment(const RecordKey& key, const
 // The adjustment row (created here if the claim is missing) is locked first, and on_hand
 // changes only while that row is still pending, so a second call for the same ref finds it
 // applied and changes nothing.
-Result<void> applyAdjustmentIn(Connection& connection, const RecordKey& key,
-                               const std::string& ref, std::int64_t delta) {
+Result<void> applyAdjustmentIn(Connection& connection, const RecordKey& key, const std::string& ref,
+                               std::int64_t delta) {
   auto params = keyParams(key, nullptr);
   const std::array<Param, 8> insert{params[0], Param{std::string_view(ref)},
                                     params[1], params[2],

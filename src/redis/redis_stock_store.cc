@@ -91,6 +91,16 @@ RedisStockStore::RedisStockStore(Client& client, StoreOptions options)
 
 RedisStockStore::~RedisStockStore() = default;
 
+Result<Reply> RedisStockStore::evalAppending(const Script& script,
+                                             const std::vector<std::string>& keys,
+                                             const std::vector<std::string>& args) {
+  auto reply = client_.evalScript(script, keys, args);
+  // Noted even when the outcome is unknown (a timeout): reading a stream with nothing new
+  // costs one XRANGE, missing one costs a sweep interval of lag.
+  if (options_.on_outbox_append) options_.on_outbox_append(keys.back());
+  return reply;
+}
+
 // ---- orders ----
 
 Result<ClaimOutcome> RedisStockStore::claimOrder(const OrderRef& order,
@@ -122,7 +132,7 @@ Result<CommitOutcome> RedisStockStore::commitOrder(const OrderRef& order, OrderS
                                                    const std::string& token) {
   ALLOT_ASSERT(status == OrderStatus::kAllocated || status == OrderStatus::kShortage);
   const auto key = keys::order(order);
-  ALLOT_TRY(reply, client_.evalScript(scripts_->order_commit, {key, keys::outboxFor(key)},
+  ALLOT_TRY(reply, evalAppending(scripts_->order_commit, {key, keys::outboxFor(key)},
                                       {std::string(1, orderStatusCode(status)), answer_blob,
                                        order.dept_no, order.order_no, token}));
   if (!reply.isInteger()) return std::unexpected(unexpected("order_commit", reply));
@@ -143,7 +153,7 @@ Result<void> RedisStockStore::abortOrder(const OrderRef& order, const std::strin
 Result<EndOutcome> RedisStockStore::endOrder(const OrderRef& order, ReleaseKind kind) {
   ALLOT_ASSERT(kind != ReleaseKind::kUndo);
   const auto key = keys::order(order);
-  ALLOT_TRY(reply, client_.evalScript(
+  ALLOT_TRY(reply, evalAppending(
                        scripts_->order_end, {key, keys::outboxFor(key)},
                        {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
                         order.dept_no, order.order_no}));
@@ -188,7 +198,7 @@ Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::strin
   ALLOT_ASSERT(qty >= limits::kLineQtyMin && qty <= limits::kLineQtyMax);
   const auto usable = keys::usable(key);
   ALLOT_TRY(reply,
-            client_.evalScript(
+            evalAppending(
                 scripts_->hold,
                 {usable, keys::subtracted(key), keys::ullage(key), keys::operate(key, order_no),
                  keys::rollbackTombstone(key, order_no), keys::outboxFor(usable)},
@@ -212,7 +222,7 @@ Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::strin
 Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std::string& order_no,
                                                 ReleaseKind kind) {
   const auto usable = keys::usable(key);
-  ALLOT_TRY(reply, client_.evalScript(
+  ALLOT_TRY(reply, evalAppending(
                        scripts_->release,
                        {usable, keys::subtracted(key), keys::ullage(key),
                         keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
@@ -229,7 +239,7 @@ Result<HotAdjustOutcome> RedisStockStore::adjust(const RecordKey& key, const std
                                                  AdjustChange change) {
   const auto usable = keys::usable(key);
   const bool set = change.mode == AdjustChange::Mode::kSet;
-  ALLOT_TRY(reply, client_.evalScript(
+  ALLOT_TRY(reply, evalAppending(
                        scripts_->adjust,
                        {usable, keys::subtracted(key), keys::ullage(key), keys::adjustRef(key, ref),
                         keys::outboxFor(usable)},

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <memory>
 
 #include "domain/ports.h"
@@ -14,6 +16,9 @@ namespace allot::redis {
 struct StoreOptions {
   std::int64_t retention_seconds = 7 * 24 * 3600;  // anti-duplicate keys and tombstones
   std::int64_t order_lease_ms = 30'000;
+  // Told the outbox stream after every script that may have appended to it, so the
+  // write-back reads it without waiting for its sweep. Must be cheap and never block on I/O.
+  std::function<void(const std::string& stream)> on_outbox_append;
 };
 
 class RedisStockStore final : public HotStore {
@@ -44,6 +49,10 @@ class RedisStockStore final : public HotStore {
 
  private:
   struct Scripts;
+
+  // evalScript for a script whose last key is the outbox stream it may append to.
+  [[nodiscard]] Result<Reply> evalAppending(const Script& script, const std::vector<std::string>& keys,
+                                            const std::vector<std::string>& args);
 
   Client& client_;
   StoreOptions options_;

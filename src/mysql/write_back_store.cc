@@ -1,0 +1,368 @@
+// The write-back's transaction. Lock order inside it: the outbox_positions row first (so two
+// write-backs of one stream serialise and the second skips what the first applied), then per
+// event the stock_adjustments row (adjust), the stock row, and order rows.
+//
+// Why an event can fail for good, and why that is rare: the events of one record are applied
+// in stream order, so preallocated and shortage in the database always equal a past value of
+// Redis's counters (never negative), and on_hand is at least Redis's on_hand at that point
+// (increases reach the database before Redis, decreases after). The CHECK can only trip when
+// the two stores were changed outside this design (a Redis failover that lost writes, a
+// manual edit of a stock row): such an event is dead-lettered, never retried forever.
+#include "mysql/write_back_store.h"
+
+#include <mysqld_error.h>
+
+#include <array>
+#include <charconv>
+
+#include "domain/order.h"
+#include "domain/record_key.h"
+#include "mysql/mysql_ledger.h"
+
+namespace allot::mysql {
+namespace {
+
+constexpr std::string_view kFirstId = "0-0";
+constexpr std::size_t kReasonLengthMax = 512;
+
+// An outbox event whose fields were checked; which fields matter depends on the kind.
+struct Event {
+  std::string kind;  // hold | undo | rollback | deduct | adjust | order
+  RecordKey key;     // record events and adjust
+  std::string dept_no;
+  std::string order_no;
+  std::int64_t allocated = 0;
+  std::int64_t shortage = 0;
+  std::string ref;
+  std::int64_t delta = 0;
+  std::string status;  // order: P A S R D
+  std::string answer;  // order: encoded LineOutcomes
+};
+
+// A failure that retrying the same event can never cure: the event is dead-lettered.
+struct Permanent {
+  std::string reason;
+};
+
+Result<std::int64_t> parseInteger(std::string_view text, std::string_view field) {
+  std::int64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc{} || end != text.data() + text.size()) {
+    return fail(ErrorCode::kInvalidRequest, "field " + std::string(field) + " is not an integer");
+  }
+  return value;
+}
+
+Result<Event> decodeEvent(const OutboxEvent& raw) {
+  Event event;
+  std::string record, allocated, shortage, delta;
+  for (const auto& [name, value] : raw.fields) {
+    if (name == "e")
+      event.kind = value;
+    else if (name == "r")
+      record = value;
+    else if (name == "d")
+      event.dept_no = value;
+    else if (name == "o")
+      event.order_no = value;
+    else if (name == "a")
+      allocated = value;
+    else if (name == "s")
+      shortage = value;
+    else if (name == "f")
+      event.ref = value;
+    else if (name == "q")
+      delta = value;
+    else if (name == "st")
+      event.status = value;
+    else if (name == "an")
+      event.answer = value;
+  }
+  if (event.kind == "order") {
+    if (event.dept_no.empty() || event.order_no.empty()) {
+      return fail(ErrorCode::kInvalidRequest, "order event without d or o");
+    }
+    return event;
+  }
+  if (!RecordKey::parseIndex(record, event.key) || event.key.dept_no != event.dept_no) {
+    return fail(ErrorCode::kInvalidRequest, "bad record index '" + record + "'");
+  }
+  if (event.kind == "adjust") {
+    if (event.ref.empty()) return fail(ErrorCode::kInvalidRequest, "adjust event without f");
+    ALLOT_TRY(q, parseInteger(delta, "q"));
+    event.delta = q;
+    return event;
+  }
+  if (event.kind != "hold" && event.kind != "undo" && event.kind != "rollback" &&
+      event.kind != "deduct") {
+    return fail(ErrorCode::kInvalidRequest, "unknown event kind '" + event.kind + "'");
+  }
+  if (event.order_no.empty()) return fail(ErrorCode::kInvalidRequest, "record event without o");
+  ALLOT_TRY(a, parseInteger(allocated, "a"));
+  ALLOT_TRY(s, parseInteger(shortage, "s"));
+  if (a < 0 || s < 0) return fail(ErrorCode::kInvalidRequest, "negative a or s");
+  event.allocated = a;
+  event.shortage = s;
+  return event;
+}
+
+template <typename... Extra>
+auto keyParams(const RecordKey& key, Extra... extra) {
+  return std::array<Param, 6 + sizeof...(Extra)>{Param{std::string_view(key.dept_no)},
+                                                 Param{std::string_view(key.goods_no)},
+                                                 Param{std::string_view(key.warehouse_no)},
+                                                 Param{std::string_view(key.stock_status)},
+                                                 Param{std::string_view(key.stock_type)},
+                                                 Param{std::string_view(key.goods_level)},
+                                                 Param{extra}...};
+}
+
+constexpr std::string_view kKeyWhere =
+    " WHERE dept_no = ? AND goods_no = ? AND warehouse_no = ? AND stock_status = ? AND "
+    "stock_type = ? AND goods_level = ?";
+
+// The stock change of a record event. A statement refused by the CHECK is rolled back alone
+// by InnoDB (the transaction stays usable), so it can be dead-lettered in place.
+Result<std::optional<Permanent>> changeStock(Connection& connection, const Event& event) {
+  const std::int64_t a = event.allocated, s = event.shortage;
+  Result<std::uint64_t> changed = std::uint64_t{1};
+  if (event.kind == "hold") {
+    changed = connection.execute(
+        "INSERT INTO stock (dept_no, goods_no, warehouse_no, stock_status, stock_type, "
+        "goods_level, preallocated, shortage) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY "
+        "UPDATE preallocated = preallocated + VALUES(preallocated), "
+        "shortage = shortage + VALUES(shortage)",
+        keyParams(event.key, a, s));
+  } else if (a != 0 || s != 0) {
+    const std::int64_t on_hand_change = event.kind == "deduct" ? a : 0;
+    const auto key = keyParams(event.key);
+    const std::array<Param, 9> params{
+        Param{a}, Param{on_hand_change}, Param{s}, key[0], key[1], key[2], key[3], key[4], key[5]};
+    changed = connection.execute(
+        std::string("UPDATE stock SET preallocated = preallocated - ?, on_hand = on_hand - ?, "
+                    "shortage = shortage - ?") +
+            std::string(kKeyWhere),
+        params);
+    if (changed && *changed == 0) return Permanent{"no stock row for " + event.key.index()};
+  }
+  if (changed) return std::optional<Permanent>{};
+  if (connection.lastErrorNumber() == ER_CONSTRAINT_FAILED) {
+    return Permanent{changed.error().message};
+  }
+  return std::unexpected(changed.error());
+}
+
+// The order line of a record event: the record's events are the authority on a line's state.
+// An undone line is deleted: undo only reverses a refused order, which Redis forgets.
+Result<void> changeOrderLine(Connection& connection, const Event& event) {
+  const RecordKey& k = event.key;
+  if (event.kind == "undo") {
+    const std::array<Param, 7> params{
+        Param{std::string_view(k.dept_no)},      Param{std::string_view(event.order_no)},
+        Param{std::string_view(k.goods_no)},     Param{std::string_view(k.warehouse_no)},
+        Param{std::string_view(k.stock_status)}, Param{std::string_view(k.stock_type)},
+        Param{std::string_view(k.goods_level)}};
+    ALLOT_TRY_VOID(connection.execute(
+        "DELETE FROM order_lines WHERE dept_no = ? AND order_no = ? AND goods_no = ? AND "
+        "warehouse_no = ? AND stock_status = ? AND stock_type = ? AND goods_level = ?",
+        params));
+    return {};
+  }
+  const std::string_view state = event.kind == "hold"     ? "held"
+                                 : event.kind == "deduct" ? "deducted"
+                                                          : "released";
+  const std::array<Param, 11> params{Param{std::string_view(k.dept_no)},
+                                     Param{std::string_view(event.order_no)},
+                                     Param{std::string_view(k.goods_no)},
+                                     Param{std::string_view(k.warehouse_no)},
+                                     Param{std::string_view(k.stock_status)},
+                                     Param{std::string_view(k.stock_type)},
+                                     Param{std::string_view(k.goods_level)},
+                                     Param{event.allocated + event.shortage},
+                                     Param{event.allocated},
+                                     Param{event.shortage},
+                                     Param{state}};
+  ALLOT_TRY_VOID(connection.execute(
+      "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
+      "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES "
+      "(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE qty = VALUES(qty), "
+      "allocated = VALUES(allocated), shortage = VALUES(shortage), state = VALUES(state)",
+      params));
+  return {};
+}
+
+// The adjust's change, under a savepoint: applyAdjustmentIn may have written its
+// stock_adjustments row before the ledger refuses the change, and a dead-lettered event must
+// leave nothing behind.
+Result<std::optional<Permanent>> applyAdjust(Connection& connection, const Event& event) {
+  ALLOT_TRY_VOID(connection.executeText("SAVEPOINT allot_adjust"));
+  const Result<void> done = applyAdjustmentIn(connection, event.key, event.ref, event.delta);
+  if (done) return std::optional<Permanent>{};
+  const bool permanent = done.error().code == ErrorCode::kInsufficientStock ||
+                         done.error().code == ErrorCode::kIdempotencyConflict ||
+                         connection.lastErrorNumber() == ER_CONSTRAINT_FAILED;
+  if (!permanent) return std::unexpected(done.error());
+  ALLOT_TRY_VOID(connection.executeText("ROLLBACK TO SAVEPOINT allot_adjust"));
+  return Permanent{done.error().message};
+}
+
+std::string_view provisionalLineState(OrderStatus status) {
+  if (status == OrderStatus::kRolledBack) return "released";
+  if (status == OrderStatus::kDeducted) return "deducted";
+  return "held";
+}
+
+// The order row, and its lines as answered. A line's state is set here only when the line is
+// new: the record events (another stream, applied independently) own it after that.
+Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event& event) {
+  const auto status = orderStatusFromCode(event.status);
+  if (!status || *status == OrderStatus::kPending) {
+    return Permanent{"order event with state '" + event.status + "'"};
+  }
+  auto lines = decodeLineOutcomes(event.dept_no, event.answer);
+  if (!lines) return Permanent{"order answer lines: " + lines.error().message};
+  std::vector<LineRequest> requested;
+  for (const auto& line : *lines) requested.push_back(LineRequest{line.key, line.qty});
+  const std::string digest = linesDigest(requested);
+  const Param digest_param = requested.empty() ? Param{nullptr} : Param{std::string_view(digest)};
+  ALLOT_TRY_VOID(connection.execute(
+      "INSERT INTO orders (dept_no, order_no, status, lines_digest) VALUES (?, ?, ?, ?) ON "
+      "DUPLICATE KEY UPDATE status = VALUES(status), "
+      "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
+      {event.dept_no, event.order_no, orderStatusName(*status), digest_param}));
+  const std::string_view state = provisionalLineState(*status);
+  for (std::size_t i = 0; i < lines->size(); ++i) {
+    const LineOutcome& line = (*lines)[i];
+    const std::array<Param, 12> params{Param{std::string_view(event.dept_no)},
+                                       Param{std::string_view(event.order_no)},
+                                       Param{std::string_view(line.key.goods_no)},
+                                       Param{std::string_view(line.key.warehouse_no)},
+                                       Param{std::string_view(line.key.stock_status)},
+                                       Param{std::string_view(line.key.stock_type)},
+                                       Param{std::string_view(line.key.goods_level)},
+                                       Param{static_cast<std::int64_t>(i + 1)},
+                                       Param{line.qty},
+                                       Param{line.allocated},
+                                       Param{line.shortage},
+                                       Param{state}};
+    ALLOT_TRY_VOID(connection.execute(
+        "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
+        "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE line_no = VALUES(line_no), "
+        "qty = VALUES(qty), allocated = VALUES(allocated), shortage = VALUES(shortage)",
+        params));
+  }
+  return std::optional<Permanent>{};
+}
+
+// Applies one event; a Permanent answer means nothing of it was applied.
+Result<std::optional<Permanent>> applyEvent(Connection& connection, const OutboxEvent& raw) {
+  auto event = decodeEvent(raw);
+  if (!event) return Permanent{"malformed event: " + event.error().message};
+  if (event->kind == "order") return applyOrder(connection, *event);
+  if (event->kind == "adjust") return applyAdjust(connection, *event);
+  ALLOT_TRY(refused, changeStock(connection, *event));
+  if (refused) return refused;
+  ALLOT_TRY_VOID(changeOrderLine(connection, *event));
+  return std::optional<Permanent>{};
+}
+
+Result<void> deadLetter(Connection& connection, const std::string& stream, const OutboxEvent& raw,
+                        const std::string& reason) {
+  std::string fields;
+  for (const auto& [name, value] : raw.fields) fields += name + "=" + value + "\n";
+  std::string cut;
+  for (char c : reason.substr(0, kReasonLengthMax)) {
+    const auto byte = static_cast<unsigned char>(c);
+    cut.push_back(byte >= 0x20 && byte < 0x7f ? c : '?');
+  }
+  ALLOT_TRY_VOID(connection.execute(
+      "INSERT INTO outbox_dead_letters (stream, event_id, fields, reason) VALUES (?, ?, ?, ?) "
+      "ON DUPLICATE KEY UPDATE reason = VALUES(reason)",
+      {stream, raw.id, fields, cut}));
+  return {};
+}
+
+}  // namespace
+
+std::optional<StreamId> StreamId::parse(std::string_view text) {
+  const auto dash = text.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  StreamId id;
+  const auto ms_text = text.substr(0, dash), seq_text = text.substr(dash + 1);
+  const auto ms = std::from_chars(ms_text.data(), ms_text.data() + ms_text.size(), id.ms);
+  const auto seq = std::from_chars(seq_text.data(), seq_text.data() + seq_text.size(), id.seq);
+  if (ms_text.empty() || seq_text.empty() || ms.ec != std::errc{} ||
+      ms.ptr != ms_text.data() + ms_text.size() || seq.ec != std::errc{} ||
+      seq.ptr != seq_text.data() + seq_text.size()) {
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::string StreamId::text() const { return std::to_string(ms) + "-" + std::to_string(seq); }
+
+StreamId StreamId::next() const {
+  if (seq == UINT64_MAX) return StreamId{ms + 1, 0};
+  return StreamId{ms, seq + 1};
+}
+
+Result<StreamPosition> WriteBackStore::readPosition(const std::string& stream) {
+  ALLOT_TRY(lease, pool_.acquire());
+  ALLOT_TRY(rows,
+            lease->query("SELECT last_id, events_applied FROM outbox_positions WHERE stream = ?",
+                         {stream}));
+  if (rows.empty()) return StreamPosition{};
+  ALLOT_TRY(applied, rows[0].integer(1));
+  return StreamPosition{std::string(rows[0].text(0)), applied};
+}
+
+Result<BatchOutcome> WriteBackStore::applyBatch(const std::string& stream,
+                                                const std::vector<OutboxEvent>& events) {
+  return pool_.withTransaction([&](Connection& connection) -> Result<BatchOutcome> {
+    // The insert locks the position row even when it is new, so a concurrent write-back of
+    // this stream waits here (READ COMMITTED takes no gap lock for a missing row).
+    ALLOT_TRY_VOID(connection.execute(
+        "INSERT INTO outbox_positions (stream, last_id, events_applied) VALUES (?, ?, 0) ON "
+        "DUPLICATE KEY UPDATE stream = stream",
+        {stream, kFirstId}));
+    ALLOT_TRY(rows,
+              connection.query("SELECT last_id FROM outbox_positions WHERE stream = ? FOR UPDATE",
+                               {stream}));
+    if (rows.empty())
+      return fail(ErrorCode::kInternal, "outbox position of " + stream + " vanished");
+    const auto stored = StreamId::parse(rows[0].text(0));
+    if (!stored)
+      return fail(ErrorCode::kInternal, "outbox position of " + stream + " is malformed");
+    BatchOutcome outcome;
+    StreamId last = *stored;
+    for (const OutboxEvent& raw : events) {
+      const auto id = StreamId::parse(raw.id);
+      if (!id) return fail(ErrorCode::kInternal, "stream id '" + raw.id + "' is malformed");
+      if (*id <= last) {
+        ++outcome.skipped;
+        continue;
+      }
+      ALLOT_TRY(refused, applyEvent(connection, raw));
+      if (refused) {
+        ALLOT_TRY_VOID(deadLetter(connection, stream, raw, refused->reason));
+        ++outcome.dead_lettered;
+        outcome.dead_letter_reasons.push_back(raw.id + ": " + refused->reason);
+      } else {
+        ++outcome.applied;
+      }
+      last = *id;
+    }
+    outcome.last_id = last.text();
+    const auto moved = static_cast<std::int64_t>(outcome.applied + outcome.dead_lettered);
+    if (moved > 0) {
+      ALLOT_TRY_VOID(connection.execute(
+          "UPDATE outbox_positions SET last_id = ?, events_applied = events_applied + ? WHERE "
+          "stream = ?",
+          {outcome.last_id, static_cast<std::int64_t>(outcome.applied), stream}));
+    }
+    return outcome;
+  });
+}
+
+}  // namespace allot::mysql

@@ -1,0 +1,81 @@
+// The MariaDB side of the write-back: applies a batch of outbox events of one Redis stream to
+// the database of record in ONE transaction, together with the stream's applied position
+// (outbox_positions), so a crash at any point neither loses an event nor applies one twice.
+//
+// Events whose id is not above the stored position are skipped (ids compare numerically as
+// "ms-seq"), so re-reading a stream after a crash between COMMIT and XTRIM is harmless.
+//
+// An event that can never apply (malformed, or one whose change the schema's CHECK refuses,
+// or an adjust the ledger refuses) must not block its stream forever: it is written to
+// outbox_dead_letters in the same transaction, logged and counted, and the stream moves on.
+// Only failures that may pass on their own (lost connection, deadlock) fail the batch, which
+// the worker retries.
+//
+// Event semantics: hold adds to preallocated/shortage and upserts its order line (held);
+// rollback releases (line released); deduct also takes on_hand (line deducted); undo releases
+// and DELETES the line, because undo only reverses a refused order, which Redis forgets too;
+// adjust is MysqlLedger's per-ref change (applyAdjustmentIn); order upserts the order row and
+// its answered lines (a line's state is owned by the record events, which may come later or
+// earlier from another stream).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+#include "mysql/pool.h"
+
+namespace allot::mysql {
+
+// A stream entry id "ms-seq", compared numerically.
+struct StreamId {
+  std::uint64_t ms = 0;
+  std::uint64_t seq = 0;
+
+  [[nodiscard]] static std::optional<StreamId> parse(std::string_view text);
+  [[nodiscard]] std::string text() const;
+  // The smallest id after this one (for XTRIM MINID, which keeps ids >= its threshold).
+  [[nodiscard]] StreamId next() const;
+  auto operator<=>(const StreamId&) const = default;
+};
+
+// One outbox entry as read from the stream: its id and its field/value pairs.
+struct OutboxEvent {
+  std::string id;
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
+struct StreamPosition {
+  std::string last_id;  // empty: nothing applied yet
+  std::int64_t events_applied = 0;
+};
+
+struct BatchOutcome {
+  std::size_t applied = 0;        // events whose change is now in the database
+  std::size_t skipped = 0;        // already applied before (at or below the stored position)
+  std::size_t dead_lettered = 0;  // could never apply: recorded in outbox_dead_letters
+  std::string last_id;            // the stream's position after the batch
+  std::vector<std::string> dead_letter_reasons;  // "id: reason", for the caller's log
+};
+
+class WriteBackStore {
+ public:
+  explicit WriteBackStore(Pool& pool) : pool_(pool) {}
+
+  // The stored position of a stream (empty last_id when none).
+  [[nodiscard]] Result<StreamPosition> readPosition(const std::string& stream);
+
+  // Applies events (ascending ids, as XRANGE returns them) in one transaction with the new
+  // position. A failure rolls everything back: kUnavailable when a retry may succeed.
+  [[nodiscard]] Result<BatchOutcome> applyBatch(const std::string& stream,
+                                                const std::vector<OutboxEvent>& events);
+
+ private:
+  Pool& pool_;
+};
+
+}  // namespace allot::mysql

@@ -1,0 +1,269 @@
+// The write-back loop. Redis replies are decoded here; a reply of an unexpected shape is an
+// error for this tick (counted, logged, retried next tick), never a guess.
+#include "workers/write_back.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/assert.h"
+#include "redis/keys.h"
+
+namespace allot::workers {
+namespace {
+
+std::int64_t wallNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<redis::Reply> checked(Result<redis::Reply> reply, std::string_view what) {
+  if (!reply) return reply;
+  if (reply->isError()) {
+    return fail(ErrorCode::kUnavailable, std::string(what) + ": " + reply->str);
+  }
+  return reply;
+}
+
+// XRANGE's reply: [[id, [field, value, ...]], ...].
+Result<std::vector<mysql::OutboxEvent>> decodeEntries(const redis::Reply& reply) {
+  if (!reply.isArray()) return fail(ErrorCode::kInternal, "XRANGE answered a non-array");
+  std::vector<mysql::OutboxEvent> events;
+  events.reserve(reply.elements.size());
+  for (const redis::Reply& entry : reply.elements) {
+    if (!entry.isArray() || entry.elements.size() != 2 || !entry.elements[1].isArray()) {
+      return fail(ErrorCode::kInternal, "XRANGE entry of an unexpected shape");
+    }
+    mysql::OutboxEvent event;
+    event.id = entry.elements[0].str;
+    const auto& fields = entry.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+      event.fields.emplace_back(fields[i].str, fields[i + 1].str);
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+}  // namespace
+
+WriteBack::WriteBack(redis::Client& client, mysql::WriteBackStore& store, WriteBackOptions options)
+    : client_(client), store_(store), options_(options) {
+  ALLOT_ASSERT(options_.batch_events_max > 0 &&
+               options_.batch_events_max <= kWriteBackBatchEventsMax);
+}
+
+WriteBack::~WriteBack() { stop(); }
+
+void WriteBack::noteStream(const std::string& stream) {
+  std::lock_guard lock(noted_mutex_);
+  noted_.insert(stream);
+}
+
+void WriteBack::start() {
+  std::lock_guard lock(stop_mutex_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  stop_requested_ = false;
+  thread_ = std::thread([this] { run(); });
+}
+
+void WriteBack::stop() {
+  {
+    std::lock_guard lock(stop_mutex_);
+    stopping_ = true;
+  }
+  stop_requested_ = true;
+  stop_signal_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void WriteBack::run() {
+  auto next_sweep = std::chrono::steady_clock::now();  // a sweep at start finds old streams
+  for (;;) {
+    {
+      std::unique_lock lock(stop_mutex_);
+      if (stop_signal_.wait_for(lock, options_.tick, [this] { return stopping_; })) return;
+    }
+    std::lock_guard pass_lock(pass_mutex_);
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      const Result<void> swept = sweep();
+      if (!swept) spdlog::warn("write-back: sweep failed: {}", swept.error().message);
+      next_sweep = std::chrono::steady_clock::now() + options_.sweep_interval;
+    }
+    static_cast<void>(pass());
+  }
+}
+
+Result<void> WriteBack::drainOnce() {
+  std::lock_guard lock(pass_mutex_);
+  ALLOT_TRY_VOID(sweep());
+  for (int i = 0; i < kDrainPassesMax; ++i) {
+    const PassResult result = pass();
+    if (result.failed) return fail(ErrorCode::kUnavailable, "write-back: a stream failed");
+    if (result.complete) return {};
+  }
+  return fail(ErrorCode::kUnavailable, "write-back: streams not drained after the pass limit");
+}
+
+bool WriteBack::waitDrained(std::chrono::steady_clock::time_point deadline) {
+  while (std::chrono::steady_clock::now() < deadline) {
+    const Result<void> drained = drainOnce();
+    if (drained) {
+      std::lock_guard lock(pass_mutex_);
+      if (pass().events_read == 0) return true;
+    }
+    std::unique_lock lock(stop_mutex_);
+    stop_signal_.wait_for(lock, options_.tick);
+  }
+  return false;
+}
+
+WriteBack::PassResult WriteBack::pass() {
+  {
+    std::lock_guard lock(noted_mutex_);
+    streams_.insert(noted_.begin(), noted_.end());
+    noted_.clear();
+  }
+  PassResult result;
+  std::int64_t oldest_ms = 0, pending = 0;
+  std::vector<std::string> done;
+  for (const std::string& stream : streams_) {
+    if (stop_requested_.load()) {  // stop() does not wait for a pass over thousands of streams
+      result.complete = false;
+      break;
+    }
+    auto drained = drainStream(stream, oldest_ms);
+    if (!drained) {
+      ++metrics_.batch_failures;
+      result.complete = false;
+      result.failed = true;
+      spdlog::warn("write-back: {}: {}", stream, drained.error().message);
+      continue;
+    }
+    result.events_read += drained->events_read;
+    if (drained->full) {
+      result.complete = false;
+      auto length = client_.command(stream, {"XLEN", stream});
+      if (length && length->isInteger()) pending += length->integer;
+      continue;
+    }
+    done.push_back(stream);  // read to its end: the next append notes it again
+  }
+  for (const std::string& stream : done) streams_.erase(stream);
+  metrics_.oldest_unapplied_age_ms =
+      oldest_ms == 0 ? 0 : std::max<std::int64_t>(0, wallNowMs() - oldest_ms);
+  metrics_.events_pending = pending;
+  metrics_.streams_known = static_cast<std::int64_t>(streams_.size());
+  ++metrics_.passes;
+  return result;
+}
+
+Result<std::string> WriteBack::positionOf(const std::string& stream) {
+  if (auto found = positions_.find(stream); found != positions_.end()) return found->second;
+  ALLOT_TRY(stored, store_.readPosition(stream));
+  std::string last_id = stored.last_id.empty() ? "0-0" : stored.last_id;
+  // Entries at or below a stored position were applied; a crash may have left them untrimmed.
+  if (last_id != "0-0") ALLOT_TRY_VOID(trim(stream, last_id));
+  positions_[stream] = last_id;
+  return last_id;
+}
+
+Result<WriteBack::StreamResult> WriteBack::drainStream(const std::string& stream,
+                                                       std::int64_t& oldest_ms) {
+  if (!positions_.contains(stream)) {
+    // A stream seen for the first time (a sweep finds every empty one too): one cheap look
+    // before the database is asked for its position.
+    ALLOT_TRY(peek, checked(client_.command(stream, {"XRANGE", stream, "-", "+", "COUNT", "1"}),
+                            "XRANGE " + stream));
+    if (peek.isArray() && peek.elements.empty()) return StreamResult{0, false};
+  }
+  ALLOT_TRY(last_id, positionOf(stream));
+  ALLOT_TRY(reply, checked(client_.command(stream, {"XRANGE", stream, "(" + last_id, "+", "COUNT",
+                                                    std::to_string(options_.batch_events_max)}),
+                           "XRANGE " + stream));
+  ALLOT_TRY(events, decodeEntries(reply));
+  StreamResult result{events.size(), events.size() >= options_.batch_events_max};
+  if (events.empty()) return result;
+  if (const auto first = mysql::StreamId::parse(events.front().id)) {
+    const auto ms = static_cast<std::int64_t>(first->ms);
+    if (oldest_ms == 0 || ms < oldest_ms) oldest_ms = ms;
+  }
+  ALLOT_TRY(outcome, store_.applyBatch(stream, events));
+  ++metrics_.batches;
+  metrics_.events_applied += outcome.applied;
+  metrics_.events_dead_lettered += outcome.dead_lettered;
+  for (const std::string& reason : outcome.dead_letter_reasons) {
+    spdlog::error("write-back: {}: event dead-lettered (see outbox_dead_letters): {}", stream,
+                  reason);
+  }
+  positions_[stream] = outcome.last_id;
+  // The commit is done: a failed trim only leaves entries the position already skips.
+  const Result<void> trimmed = trim(stream, outcome.last_id);
+  if (!trimmed) {
+    ++metrics_.batch_failures;
+    spdlog::warn("write-back: trim of {} failed: {}", stream, trimmed.error().message);
+  }
+  return result;
+}
+
+Result<void> WriteBack::trim(const std::string& stream, const std::string& last_id) {
+  const auto id = mysql::StreamId::parse(last_id);
+  if (!id) return fail(ErrorCode::kInternal, "bad stream id '" + last_id + "'");
+  // MINID keeps ids >= the threshold: everything up to last_id goes, nothing newer.
+  ALLOT_TRY_VOID(checked(client_.command(stream, {"XTRIM", stream, "MINID", id->next().text()}),
+                         "XTRIM " + stream));
+  return {};
+}
+
+Result<void> WriteBack::sweep() {
+  ++metrics_.sweeps;
+  auto failed = [this](Error error) -> Result<void> {
+    ++metrics_.sweep_failures;
+    return std::unexpected(std::move(error));
+  };
+  if (!client_.isCluster()) {
+    const Result<void> scanned = scanNode(redis::keys::outboxOfSlot(0));
+    return scanned ? scanned : failed(scanned.error());
+  }
+  // One slot of each master gives a routing key that reaches it, so a SCAN cursor can be
+  // followed on the node that issued it. CLUSTER SLOTS: [[start, end, [host, port, id], ...]].
+  auto slots = checked(client_.command("", {"CLUSTER", "SLOTS"}), "CLUSTER SLOTS");
+  if (!slots) return failed(slots.error());
+  if (!slots->isArray()) return failed(Error{ErrorCode::kInternal, "CLUSTER SLOTS: not an array"});
+  std::map<std::string, std::uint16_t> first_slot_of_master;
+  for (const redis::Reply& range : slots->elements) {
+    if (!range.isArray() || range.elements.size() < 3 || !range.elements[0].isInteger() ||
+        !range.elements[2].isArray() || range.elements[2].elements.size() < 2) {
+      return failed(Error{ErrorCode::kInternal, "CLUSTER SLOTS: range of an unexpected shape"});
+    }
+    const auto& master = range.elements[2].elements;
+    const std::string name = master[0].str + ":" + std::to_string(master[1].integer);
+    first_slot_of_master.try_emplace(name, static_cast<std::uint16_t>(range.elements[0].integer));
+  }
+  for (const auto& [name, slot] : first_slot_of_master) {
+    const Result<void> scanned = scanNode(redis::keys::outboxOfSlot(slot));
+    if (!scanned) return failed(scanned.error());
+  }
+  return {};
+}
+
+Result<void> WriteBack::scanNode(const std::string& routing_key) {
+  std::string cursor = "0";
+  for (std::size_t call = 0; call < kSweepScanCallsMax; ++call) {
+    ALLOT_TRY(reply, checked(client_.command(routing_key, {"SCAN", cursor, "MATCH", "ob:*", "TYPE",
+                                                           "stream", "COUNT", "1000"}),
+                             "SCAN"));
+    if (!reply.isArray() || reply.elements.size() != 2 || !reply.elements[1].isArray()) {
+      return fail(ErrorCode::kInternal, "SCAN answered an unexpected shape");
+    }
+    for (const redis::Reply& key : reply.elements[1].elements) streams_.insert(key.str);
+    cursor = reply.elements[0].str;
+    if (cursor == "0") return {};
+  }
+  return fail(ErrorCode::kUnavailable, "SCAN did not finish within its call limit");
+}
+
+}  // namespace allot::workers

@@ -1,0 +1,108 @@
+// The compensation chain's second stage against real servers: a reverse that failed inline is
+// recorded in compensation_tasks, and the compensation worker applies it exactly once.
+#include <gtest/gtest.h>
+
+#include "domain/compensation.h"
+#include "mysql/compensation_queue.h"
+#include "mysql/mysql_ledger.h"
+#include "mysql/url.h"
+#include "redis/client.h"
+#include "redis/redis_stock_store.h"
+#include "support/test_env.h"
+
+namespace allot {
+namespace {
+
+class CompensationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto redis_options = redis::parseRedisUrl(testing::redisUrl());
+    ASSERT_TRUE(redis_options.has_value());
+    auto client = redis::Client::connect(*redis_options);
+    ASSERT_TRUE(client.has_value()) << client.error().message;
+    client_ = std::move(*client);
+    store_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
+    auto mysql_options = mysql::parseMysqlUrl(testing::mysqlUrl());
+    ASSERT_TRUE(mysql_options.has_value());
+    auto ledger = mysql::MysqlLedger::open(*mysql_options);
+    ASSERT_TRUE(ledger.has_value()) << ledger.error().message;
+    ledger_ = std::move(*ledger);
+    queue_ = std::make_unique<mysql::MysqlCompensationQueue>(ledger_->pool());
+    dept_ = testing::uniqueName("comp");
+    // Tasks of other tests share the table: start from an empty queue of due tasks.
+    CompensationProcessor drain(*store_, *queue_, counters_, {1000, 30'000, 1, 1, 1});
+    while (drain.runOnce().value_or(0) > 0) {
+    }
+    counters_.compensations_applied = 0;
+  }
+
+  Quantities read(const RecordKey& key) {
+    auto q = store_->readRecord(key);
+    EXPECT_TRUE(q.has_value() && q->has_value());
+    return q && *q ? **q : Quantities{};
+  }
+
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<redis::RedisStockStore> store_;
+  std::unique_ptr<mysql::MysqlLedger> ledger_;
+  std::unique_ptr<mysql::MysqlCompensationQueue> queue_;
+  ServiceCounters counters_;
+  std::string dept_;
+};
+
+TEST_F(CompensationTest, ARecordedReverseIsAppliedOnceByTheWorker) {
+  const RecordKey key{dept_, "G1", "W1"};
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{10, 0, 0}).has_value());
+  const std::vector<std::pair<std::string, ReleaseKind>> holds = {
+      {"O-undo", ReleaseKind::kUndo}, {"O-rollback", ReleaseKind::kRollback},
+      {"O-deduct", ReleaseKind::kDeduct}};
+  for (const auto& [order, kind] : holds) {
+    ASSERT_EQ(store_->hold(key, order, 2, false)->kind, HoldOutcome::Kind::kHeld);
+  }
+  ASSERT_EQ(read(key), (Quantities{10, 6, 0}));
+  // The inline reverses "failed": the service recorded them as tasks.
+  for (const auto& [order, kind] : holds) {
+    const char* name = kind == ReleaseKind::kUndo       ? "release_undo"
+                       : kind == ReleaseKind::kRollback ? "release_rollback"
+                                                        : "release_deduct";
+    ASSERT_TRUE(ledger_->recordCompensation({name, key, order, "injected"}).has_value());
+  }
+  CompensationProcessor processor(*store_, *queue_, counters_);
+  auto taken = processor.runOnce();
+  ASSERT_TRUE(taken.has_value()) << taken.error().message;
+  EXPECT_EQ(*taken, 3u);
+  EXPECT_EQ(counters_.compensations_applied.load(), 3u);
+  // undo and rollback returned 4 to available; deduct took 2 out of on_hand.
+  EXPECT_EQ(read(key), (Quantities{8, 0, 0}));
+  // Done tasks are not taken again, and a second application would change nothing anyway.
+  EXPECT_EQ(processor.runOnce().value_or(99), 0u);
+  EXPECT_EQ(read(key), (Quantities{8, 0, 0}));
+  EXPECT_EQ(store_->hold(key, "O-rollback", 2, false)->kind, HoldOutcome::Kind::kRolledBack);
+}
+
+TEST_F(CompensationTest, AFailingTaskBacksOffAndIsGivenUpAfterItsBound) {
+  ASSERT_TRUE(
+      ledger_->recordCompensation({"no_such_kind", {dept_, "G1", "W1"}, "O1", "injected"})
+          .has_value());
+  CompensationProcessor processor(*store_, *queue_, counters_, {10, 30'000, 0, 0, 2});
+  EXPECT_EQ(processor.runOnce().value_or(0), 1u);  // attempt 1 fails, retried at once
+  EXPECT_EQ(processor.runOnce().value_or(0), 1u);  // attempt 2 fails: given up
+  EXPECT_EQ(processor.runOnce().value_or(99), 0u);
+  EXPECT_EQ(counters_.compensation_attempts_failed.load(), 2u);
+  EXPECT_EQ(counters_.compensations_given_up.load(), 1u);
+}
+
+TEST_F(CompensationTest, ATakenTaskIsHiddenFromOtherWorkersUntilItsLeaseEnds) {
+  const RecordKey key{dept_, "G2", "W1"};
+  ASSERT_TRUE(ledger_->recordCompensation({"release_undo", key, "O1", "injected"}).has_value());
+  auto first = queue_->takeDue(10, 60'000);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->size(), 1u);
+  auto second = queue_->takeDue(10, 60'000);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(second->empty());
+  ASSERT_TRUE(queue_->complete(first->front().id).has_value());
+}
+
+}  // namespace
+}  // namespace allot

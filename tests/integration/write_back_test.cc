@@ -1,0 +1,428 @@
+// The write-back against real servers: a mixed load through PreallocationService on Redis
+// (standalone and Cluster), drained into MariaDB, must leave every record's counters and every
+// order's status and lines equal in both stores. Then the crash cases: a batch committed but
+// not trimmed is re-read without doubling anything, a batch that fails before its commit
+// loses nothing, and an event that can never apply is dead-lettered instead of blocking.
+#include "workers/write_back.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "domain/preallocation_service.h"
+#include "domain/system_clock.h"
+#include "mysql/mysql_ledger.h"
+#include "mysql/write_back_store.h"
+#include "redis/client.h"
+#include "redis/keys.h"
+#include "redis/redis_stock_store.h"
+#include "support/test_env.h"
+
+namespace allot {
+namespace {
+
+using mysql::OutboxEvent;
+
+std::unique_ptr<mysql::MysqlLedger> openLedger() {
+  auto options = mysql::parseMysqlUrl(testing::mysqlUrl());
+  EXPECT_TRUE(options.has_value()) << (options ? "" : options.error().message);
+  if (!options) return nullptr;
+  auto ledger = mysql::MysqlLedger::open(*options);
+  EXPECT_TRUE(ledger.has_value()) << (ledger ? "" : ledger.error().message);
+  return ledger ? std::move(*ledger) : nullptr;
+}
+
+// A line of an order as the database holds it.
+struct DbLine {
+  std::int64_t qty = 0, allocated = 0, shortage = 0;
+  std::string state;
+  bool operator==(const DbLine&) const = default;
+};
+
+class DbReader {
+ public:
+  explicit DbReader(mysql::Pool& pool) : pool_(pool) {}
+
+  std::optional<Quantities> record(const RecordKey& key) {
+    auto lease = pool_.acquire();
+    EXPECT_TRUE(lease.has_value());
+    auto rows = (*lease)->query(
+        "SELECT on_hand, preallocated, shortage FROM stock WHERE dept_no = ? AND goods_no = ? "
+        "AND warehouse_no = ? AND stock_status = ? AND stock_type = ? AND goods_level = ?",
+        {key.dept_no, key.goods_no, key.warehouse_no, key.stock_status, key.stock_type,
+         key.goods_level});
+    EXPECT_TRUE(rows.has_value()) << (rows ? "" : rows.error().message);
+    if (!rows || rows->empty()) return std::nullopt;
+    return Quantities{*(*rows)[0].integer(0), *(*rows)[0].integer(1), *(*rows)[0].integer(2)};
+  }
+
+  std::optional<std::string> orderStatus(const OrderRef& order) {
+    auto lease = pool_.acquire();
+    auto rows = (*lease)->query("SELECT status FROM orders WHERE dept_no = ? AND order_no = ?",
+                                {order.dept_no, order.order_no});
+    EXPECT_TRUE(rows.has_value());
+    if (!rows || rows->empty()) return std::nullopt;
+    return std::string((*rows)[0].text(0));
+  }
+
+  // Dead letters whose event fields mention `text` (a test's unique dept_no).
+  std::int64_t deadLettersMentioning(const std::string& text) {
+    auto lease = pool_.acquire();
+    auto rows = (*lease)->query(
+        "SELECT COUNT(*) FROM outbox_dead_letters WHERE INSTR(fields, ?) > 0", {text});
+    EXPECT_TRUE(rows.has_value());
+    if (!rows || rows->empty()) return -1;
+    return *(*rows)[0].integer(0);
+  }
+
+  // goods_no -> line
+  std::map<std::string, DbLine> orderLines(const OrderRef& order) {
+    auto lease = pool_.acquire();
+    auto rows = (*lease)->query(
+        "SELECT goods_no, qty, allocated, shortage, state FROM order_lines WHERE dept_no = ? "
+        "AND order_no = ?",
+        {order.dept_no, order.order_no});
+    EXPECT_TRUE(rows.has_value());
+    std::map<std::string, DbLine> out;
+    for (const auto& row : rows ? *rows : mysql::Rows{}) {
+      out[std::string(row.text(0))] =
+          DbLine{*row.integer(1), *row.integer(2), *row.integer(3), std::string(row.text(4))};
+    }
+    return out;
+  }
+
+  std::int64_t deadLetters(const std::string& stream) {
+    auto lease = pool_.acquire();
+    auto rows =
+        (*lease)->query("SELECT COUNT(*) FROM outbox_dead_letters WHERE stream = ?", {stream});
+    EXPECT_TRUE(rows.has_value());
+    return rows ? *(*rows)[0].integer(0) : -1;
+  }
+
+ private:
+  mysql::Pool& pool_;
+};
+
+class WriteBackTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    const auto url = GetParam() ? testing::redisClusterUrl() : testing::redisUrl();
+    ASSERT_FALSE(url.empty());
+    auto options = redis::parseRedisUrl(url);
+    ASSERT_TRUE(options.has_value()) << options.error().message;
+    auto client = redis::Client::connect(*options);
+    ASSERT_TRUE(client.has_value()) << client.error().message;
+    client_ = std::move(*client);
+    hot_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
+    ledger_ = openLedger();
+    ASSERT_NE(ledger_, nullptr);
+    store_ = std::make_unique<mysql::WriteBackStore>(ledger_->pool());
+    db_ = std::make_unique<DbReader>(ledger_->pool());
+    service_ = std::make_unique<PreallocationService>(*hot_, *ledger_, clock_, counters_);
+    dept_ = testing::uniqueName("wb");
+  }
+
+  // A small batch, so the drain crosses several batches per stream.
+  std::unique_ptr<workers::WriteBack> newWorker() {
+    return std::make_unique<workers::WriteBack>(
+        *client_, *store_,
+        workers::WriteBackOptions{std::chrono::milliseconds(5), 7,
+                                  std::chrono::milliseconds(1000)});
+  }
+
+  RecordKey record(const std::string& goods) { return RecordKey{dept_, goods, "W1"}; }
+
+  void adjust(const std::string& goods, const std::string& ref, std::int64_t delta) {
+    AdjustRequest request{record(goods), ref, delta, std::nullopt};
+    auto done = service_->adjust(request, goods + "/" + ref + "/" + std::to_string(delta));
+    ASSERT_TRUE(done.has_value()) << done.error().message;
+  }
+
+  // Preallocates; true when the order was answered (false: refused).
+  bool preallocate(const std::string& order_no,
+                   std::vector<std::pair<std::string, std::int64_t>> lines, bool shortage) {
+    PreallocateRequest request{dept_, order_no, {}, shortage};
+    for (const auto& [goods, qty] : lines) request.lines.push_back({record(goods), qty});
+    auto outcome = service_->preallocate(request);
+    EXPECT_TRUE(outcome.has_value()) << outcome.error().message;
+    return outcome && std::holds_alternative<OrderAnswer>(*outcome);
+  }
+
+  void expectRecordsEqual(const std::vector<std::string>& goods) {
+    for (const auto& g : goods) {
+      auto in_redis = hot_->readRecord(record(g));
+      ASSERT_TRUE(in_redis.has_value() && in_redis->has_value()) << g;
+      EXPECT_EQ(db_->record(record(g)), **in_redis) << "record " << g;
+    }
+  }
+
+  void expectOrdersEqual(const std::vector<std::string>& orders) {
+    for (const auto& order_no : orders) {
+      const OrderRef ref{dept_, order_no};
+      auto stored = hot_->readOrder(ref);
+      ASSERT_TRUE(stored.has_value()) << stored.error().message;
+      if (!stored->has_value()) {
+        EXPECT_EQ(db_->orderStatus(ref), std::nullopt) << order_no;
+        EXPECT_TRUE(db_->orderLines(ref).empty()) << order_no;
+        continue;
+      }
+      EXPECT_EQ(db_->orderStatus(ref), std::string(orderStatusName((*stored)->status))) << order_no;
+      auto answer = decodeLineOutcomes(dept_, (*stored)->answer_blob);
+      ASSERT_TRUE(answer.has_value());
+      const std::string state = (*stored)->status == OrderStatus::kDeducted     ? "deducted"
+                                : (*stored)->status == OrderStatus::kRolledBack ? "released"
+                                                                                : "held";
+      std::map<std::string, DbLine> expected;
+      for (const auto& line : *answer) {
+        expected[line.key.goods_no] = DbLine{line.qty, line.allocated, line.shortage, state};
+      }
+      EXPECT_EQ(db_->orderLines(ref), expected) << order_no;
+    }
+  }
+
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<redis::RedisStockStore> hot_;
+  std::unique_ptr<mysql::MysqlLedger> ledger_;
+  std::unique_ptr<mysql::WriteBackStore> store_;
+  std::unique_ptr<DbReader> db_;
+  SystemClock clock_;
+  ServiceCounters counters_;
+  std::unique_ptr<PreallocationService> service_;
+  std::string dept_;
+};
+
+TEST_P(WriteBackTest, MixedLoadLeavesBothStoresEqual) {
+  auto worker = newWorker();
+  worker->start();
+  adjust("G1", "R1", 10);
+  adjust("G2", "R2", 5);
+  adjust("G3", "R3", 3);
+  EXPECT_TRUE(preallocate("O1", {{"G1", 3}, {"G2", 2}}, false));
+  EXPECT_TRUE(preallocate("O2", {{"G1", 4}, {"G3", 5}}, true));     // G3 short by 2
+  EXPECT_FALSE(preallocate("O3", {{"G1", 1}, {"G2", 10}}, false));  // refused: G1 undone
+  EXPECT_TRUE(preallocate("O4", {{"G1", 2}}, false));
+  ASSERT_TRUE(service_->rollback({dept_, "O4"}).has_value());
+  ASSERT_TRUE(service_->deduct({dept_, "O1"}).has_value());
+  adjust("G2", "R4", -1);
+  EXPECT_TRUE(preallocate("O5", {{"G4", 2}}, true));           // unknown record: created, all short
+  ASSERT_TRUE(service_->rollback({dept_, "O6"}).has_value());  // unknown: a bare tombstone
+  ASSERT_TRUE(service_->deduct({dept_, "O2"}).has_value());
+  for (int i = 0; i < 20; ++i) {  // enough events for several batches per stream
+    EXPECT_TRUE(preallocate("M" + std::to_string(i), {{"G2", 1}}, true));
+    if (i % 2 == 0) {
+      ASSERT_TRUE(service_->rollback({dept_, "M" + std::to_string(i)}).has_value());
+    }
+  }
+
+  ASSERT_TRUE(worker->waitDrained(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+  worker->stop();
+  expectRecordsEqual({"G1", "G2", "G3", "G4"});
+  std::vector<std::string> orders{"O1", "O2", "O3", "O4", "O5", "O6"};
+  for (int i = 0; i < 20; ++i) orders.push_back("M" + std::to_string(i));
+  expectOrdersEqual(orders);
+  EXPECT_EQ(db_->orderStatus({dept_, "O6"}), "rolled_back");
+  EXPECT_EQ(db_->record(record("G1")), (Quantities{3, 0, 0}));  // 10 - 3 - 4 deducted
+  EXPECT_GT(worker->metrics().events_applied.load(), 0u);
+  // The worker sweeps every stream of the shared test server, so its global counter may
+  // include other suites' deliberately odd events: count this test's dead letters only.
+  EXPECT_EQ(db_->deadLettersMentioning(dept_), 0);
+  EXPECT_EQ(worker->metrics().events_pending.load(), 0);
+}
+
+// A process committed a batch and died before XTRIM: a fresh worker re-reads the events, the
+// stored position skips them, and nothing is applied twice.
+TEST_P(WriteBackTest, CommitWithoutTrimAppliesNothingTwice) {
+  adjust("G1", "R1", 10);
+  ASSERT_TRUE(preallocate("O1", {{"G1", 4}}, false));
+  ASSERT_TRUE(newWorker()->drainOnce().has_value());
+  ASSERT_TRUE(preallocate("O2", {{"G1", 3}}, false));
+  const std::string stream = redis::keys::outboxFor(redis::keys::usable(record("G1")));
+  auto position = store_->readPosition(stream);
+  ASSERT_TRUE(position.has_value());
+  auto reply = client_->command(stream, {"XRANGE", stream, "(" + position->last_id, "+"});
+  ASSERT_TRUE(reply.has_value() && reply->isArray() && !reply->elements.empty());
+  std::vector<OutboxEvent> events;
+  for (const auto& entry : reply->elements) {
+    OutboxEvent event{entry.elements[0].str, {}};
+    const auto& fields = entry.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+      event.fields.emplace_back(fields[i].str, fields[i + 1].str);
+    }
+    events.push_back(std::move(event));
+  }
+  ASSERT_TRUE(store_->applyBatch(stream, events).has_value());  // committed, never trimmed
+
+  auto worker = newWorker();
+  ASSERT_TRUE(worker->drainOnce().has_value());
+  expectRecordsEqual({"G1"});
+  EXPECT_EQ(db_->record(record("G1")), (Quantities{10, 7, 0}));
+  auto left = client_->command(stream, {"XRANGE", stream, "-", events.back().id});
+  ASSERT_TRUE(left.has_value());
+  EXPECT_TRUE(left->elements.empty()) << "applied entries were trimmed";
+}
+
+// With the periodic sweep an hour away, only noteStream() can lead the running loop to a
+// stream written after its start-up sweep.
+TEST_P(WriteBackTest, NotedStreamIsWrittenBackByTheLoop) {
+  workers::WriteBack worker(
+      *client_, *store_,
+      workers::WriteBackOptions{std::chrono::milliseconds(5), 100, std::chrono::hours(1)});
+  worker.start();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  // The start-up sweep and the pass after it are done: every stream found was read to its end
+  // and forgotten.
+  while (worker.metrics().passes.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GT(worker.metrics().passes.load(), 0u);
+  adjust("G1", "R1", 10);
+  ASSERT_TRUE(preallocate("O1", {{"G1", 4}}, false));
+  worker.noteStream(redis::keys::outboxFor(redis::keys::usable(record("G1"))));
+  while (db_->record(record("G1")) != Quantities{10, 4, 0} &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  worker.stop();
+  EXPECT_EQ(db_->record(record("G1")), (Quantities{10, 4, 0}));
+  EXPECT_EQ(worker.metrics().sweeps.load(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Redis, WriteBackTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
+
+// ---- WriteBackStore alone, on streams of its own (no Redis involved) ----
+
+class WriteBackStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ledger_ = openLedger();
+    ASSERT_NE(ledger_, nullptr);
+    store_ = std::make_unique<mysql::WriteBackStore>(ledger_->pool());
+    db_ = std::make_unique<DbReader>(ledger_->pool());
+    dept_ = testing::uniqueName("wbs");
+    stream_ = "ob:{" + dept_ + "}";
+    key_ = RecordKey{dept_, "G1", "W1"};
+  }
+
+  OutboxEvent record(const std::string& id, const std::string& kind, const std::string& order,
+                     std::int64_t allocated, std::int64_t shortage) {
+    return OutboxEvent{id,
+                       {{"e", kind},
+                        {"r", key_.index()},
+                        {"d", dept_},
+                        {"o", order},
+                        {"a", std::to_string(allocated)},
+                        {"s", std::to_string(shortage)}}};
+  }
+  OutboxEvent adjustEvent(const std::string& id, const std::string& ref, std::int64_t delta) {
+    return OutboxEvent{id,
+                       {{"e", "adjust"},
+                        {"r", key_.index()},
+                        {"d", dept_},
+                        {"f", ref},
+                        {"q", std::to_string(delta)}}};
+  }
+
+  std::unique_ptr<mysql::MysqlLedger> ledger_;
+  std::unique_ptr<mysql::WriteBackStore> store_;
+  std::unique_ptr<DbReader> db_;
+  std::string dept_, stream_;
+  RecordKey key_;
+};
+
+TEST_F(WriteBackStoreTest, ReappliedAndOverlappingBatchesChangeNothingTwice) {
+  const std::vector<OutboxEvent> first{adjustEvent("5-0", "R1", 10),
+                                       record("5-1", "hold", "O1", 4, 0),
+                                       record("9-0", "hold", "O2", 6, 2)};
+  auto applied = store_->applyBatch(stream_, first);
+  ASSERT_TRUE(applied.has_value()) << applied.error().message;
+  EXPECT_EQ(applied->applied, 3u);
+  EXPECT_EQ(applied->last_id, "9-0");
+  auto again = store_->applyBatch(stream_, first);  // a crash after commit, before trim
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->applied, 0u);
+  EXPECT_EQ(again->skipped, 3u);
+  // "10-0" > "9-0" numerically although not as text; the overlap is skipped.
+  auto overlap = store_->applyBatch(
+      stream_, {record("9-0", "hold", "O2", 6, 2), record("10-0", "deduct", "O1", 4, 0)});
+  ASSERT_TRUE(overlap.has_value());
+  EXPECT_EQ(overlap->applied, 1u);
+  EXPECT_EQ(overlap->skipped, 1u);
+  EXPECT_EQ(db_->record(key_), (Quantities{6, 6, 2}));
+  EXPECT_EQ(db_->orderLines({dept_, "O1"}).at("G1").state, "deducted");
+  auto position = store_->readPosition(stream_);
+  ASSERT_TRUE(position.has_value());
+  EXPECT_EQ(position->last_id, "10-0");
+  EXPECT_EQ(position->events_applied, 4);
+}
+
+// A batch that fails half-way (here: a malformed id after two good events) rolls back whole:
+// neither the changes nor the position move, and the corrected batch applies everything.
+TEST_F(WriteBackStoreTest, BatchFailingBeforeCommitLosesNothing) {
+  std::vector<OutboxEvent> events{adjustEvent("1-0", "R1", 5), record("1-1", "hold", "O1", 2, 0),
+                                  record("bogus", "hold", "O2", 1, 0)};
+  EXPECT_FALSE(store_->applyBatch(stream_, events).has_value());
+  EXPECT_EQ(db_->record(key_), std::nullopt);
+  EXPECT_EQ(store_->readPosition(stream_)->last_id, "");
+  events.back().id = "1-2";
+  auto applied = store_->applyBatch(stream_, events);
+  ASSERT_TRUE(applied.has_value()) << applied.error().message;
+  EXPECT_EQ(applied->applied, 3u);
+  EXPECT_EQ(db_->record(key_), (Quantities{5, 3, 0}));
+}
+
+// Events that can never apply are dead-lettered and the stream moves past them; the good
+// events of the same batch still apply.
+TEST_F(WriteBackStoreTest, EventsThatCanNeverApplyAreDeadLettered) {
+  struct Case {
+    const char* name;
+    OutboxEvent event;
+  };
+  const std::vector<Case> cases{
+      {"release below zero (CHECK)", record("2-1", "deduct", "OX", 50, 0)},
+      {"adjust below zero", adjustEvent("2-2", "RX", -100)},
+      {"unknown kind", record("2-3", "explode", "O1", 1, 0)},
+      {"bad quantity", OutboxEvent{"2-4",
+                                   {{"e", "hold"},
+                                    {"r", key_.index()},
+                                    {"d", dept_},
+                                    {"o", "O1"},
+                                    {"a", "x"},
+                                    {"s", "0"}}}},
+      {"bad record index",
+       OutboxEvent{
+           "2-5",
+           {{"e", "hold"}, {"r", "nope"}, {"d", dept_}, {"o", "O1"}, {"a", "1"}, {"s", "0"}}}},
+      {"order still pending",
+       OutboxEvent{"2-6", {{"e", "order"}, {"d", dept_}, {"o", "O9"}, {"st", "P"}, {"an", ""}}}},
+      {"order with bad lines",
+       OutboxEvent{"2-7", {{"e", "order"}, {"d", dept_}, {"o", "O9"}, {"st", "A"}, {"an", "x|y"}}}},
+  };
+  std::vector<OutboxEvent> batch{adjustEvent("2-0", "R1", 5)};
+  for (const auto& c : cases) batch.push_back(c.event);
+  batch.push_back(record("2-8", "hold", "O1", 1, 0));
+  auto outcome = store_->applyBatch(stream_, batch);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  EXPECT_EQ(outcome->applied, 2u);
+  EXPECT_EQ(outcome->dead_lettered, cases.size());
+  EXPECT_EQ(outcome->last_id, "2-8");
+  EXPECT_EQ(db_->deadLetters(stream_), static_cast<std::int64_t>(cases.size()));
+  EXPECT_EQ(db_->record(key_), (Quantities{5, 1, 0}));
+  EXPECT_EQ(db_->orderStatus({dept_, "O9"}), std::nullopt);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_NE(outcome->dead_letter_reasons[i].find(cases[i].event.id + ":"), std::string::npos)
+        << cases[i].name;
+  }
+}
+
+TEST(StreamId, ComparesNumericallyAndRejectsMalformedIds) {
+  EXPECT_LT(*mysql::StreamId::parse("9-0"), *mysql::StreamId::parse("10-0"));
+  EXPECT_LT(*mysql::StreamId::parse("5-9"), *mysql::StreamId::parse("5-10"));
+  EXPECT_EQ(mysql::StreamId::parse("5-9")->next().text(), "5-10");
+  for (const char* bad : {"", "5", "-1", "5-", "a-1", "1-b", "1-2-3", "18446744073709551616-0"}) {
+    EXPECT_FALSE(mysql::StreamId::parse(bad).has_value()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace allot
