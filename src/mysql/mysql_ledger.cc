@@ -5,6 +5,8 @@
 
 #include <array>
 
+#include "mysql/record_params.h"
+
 namespace allot::mysql {
 namespace {
 
@@ -38,17 +40,6 @@ constexpr std::string_view kSelectAdjustment =
     "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, body_digest, state,"
     " answer_on_hand, answer_preallocated, answer_shortage FROM stock_adjustments"
     " WHERE dept_no = ? AND ref = ?";
-
-template <typename... Extra>
-auto keyParams(const RecordKey& key, Extra... extra) {
-  return std::array<Param, 6 + sizeof...(Extra)>{Param{std::string_view(key.dept_no)},
-                                                 Param{std::string_view(key.goods_no)},
-                                                 Param{std::string_view(key.warehouse_no)},
-                                                 Param{std::string_view(key.stock_status)},
-                                                 Param{std::string_view(key.stock_type)},
-                                                 Param{std::string_view(key.goods_level)},
-                                                 Param{extra}...};
-}
 
 // An adjustment row as read back (columns of kSelectAdjustment).
 struct AdjustmentRow {

@@ -18,6 +18,7 @@
 #include "domain/order.h"
 #include "domain/record_key.h"
 #include "mysql/mysql_ledger.h"
+#include "mysql/record_params.h"
 
 namespace allot::mysql {
 namespace {
@@ -104,17 +105,6 @@ Result<Event> decodeEvent(const OutboxEvent& raw) {
   event.allocated = a;
   event.shortage = s;
   return event;
-}
-
-template <typename... Extra>
-auto keyParams(const RecordKey& key, Extra... extra) {
-  return std::array<Param, 6 + sizeof...(Extra)>{Param{std::string_view(key.dept_no)},
-                                                 Param{std::string_view(key.goods_no)},
-                                                 Param{std::string_view(key.warehouse_no)},
-                                                 Param{std::string_view(key.stock_status)},
-                                                 Param{std::string_view(key.stock_type)},
-                                                 Param{std::string_view(key.goods_level)},
-                                                 Param{extra}...};
 }
 
 constexpr std::string_view kKeyWhere =
