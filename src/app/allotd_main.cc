@@ -22,6 +22,7 @@
 #include "redis/client.h"
 #include "redis/redis_stock_store.h"
 #include "workers/periodic.h"
+#include "workers/reconcile.h"
 #include "workers/write_back.h"
 
 namespace {
@@ -65,6 +66,23 @@ std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics
       count(metrics.events_pending));
   add("allot_writeback_streams_known", "gauge", "Outbox streams the write-back reads.",
       count(metrics.streams_known));
+  return out;
+}
+
+std::string reconcileMetricsText(const allot::workers::ReconcileMetrics& metrics) {
+  std::string out;
+  auto add = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+  };
+  add("allot_reconcile_runs_total", "Reconciliation runs.", metrics.runs.load());
+  add("allot_reconcile_run_failures_total", "Reconciliation runs that failed.",
+      metrics.run_failures.load());
+  add("allot_reconcile_records_checked_total", "Records compared.", metrics.records_checked.load());
+  add("allot_reconcile_mismatched_total", "Records with real drift (not lag).",
+      metrics.mismatched.load());
+  add("allot_reconcile_repaired_total", "Drifted records repaired.", metrics.repaired.load());
+  add("allot_reconcile_lag_only_total", "Differences explained by events not yet written back.",
+      metrics.lag_only.load());
   return out;
 }
 
@@ -119,9 +137,26 @@ int run(const allot::app::Config& config) {
     }
   });
   compensation_worker.start();
+  // Reconciliation, the seed's last net: compare Redis with the database and repair drift,
+  // every minute and on POST /v1/admin/reconcile.
+  allot::workers::Reconciler reconciler(**redis, (*ledger)->pool(), &write_back);
+  allot::workers::Periodic reconcile_worker(std::chrono::seconds(60), [&] {
+    if (auto report = reconciler.reconcile(std::nullopt); !report) {
+      spdlog::warn("reconcile: {}", report.error().message);
+    }
+  });
+  reconcile_worker.start();
+  auto reconcile_now = [&reconciler](const std::optional<std::string>& dept_no)
+      -> allot::Result<allot::http::ReconcileCounts> {
+    ALLOT_TRY(report, reconciler.reconcile(dept_no));
+    return allot::http::ReconcileCounts{report.checked, report.mismatched, report.repaired};
+  };
+  auto metrics_text = [&write_back, &reconciler] {
+    return writeBackMetricsText(write_back.metrics()) + reconcileMetricsText(reconciler.metrics());
+  };
   allot::http::Router router(service, counters,
                              {config.api_token, config.admin_token, config.default_route,
-                              [&write_back] { return writeBackMetricsText(write_back.metrics()); }});
+                              metrics_text, reconcile_now});
   allot::http::HttpServer server(router, {config.listen_host, config.listen_port,
                                           static_cast<std::size_t>(config.http_threads)});
   if (auto started = server.start(); !started) {
@@ -138,6 +173,7 @@ int run(const allot::app::Config& config) {
   sigwait(&signals, &received);
   spdlog::info("signal {} received; stopping", received);
   server.stop();
+  reconcile_worker.stop();
   compensation_worker.stop();
   write_back.stop();
   return 0;

@@ -352,6 +352,12 @@ struct IntegerRange {
   return OrderRef{std::move(dept_no), std::move(order_no)};
 }
 
+[[nodiscard]] Result<std::optional<std::string>> reconcileRequest(const json::object& object) {
+  if (!object.contains("dept_no")) return std::optional<std::string>();
+  ALLOT_TRY(dept_no, requiredField(object, "dept_no"));
+  return std::optional<std::string>(std::move(dept_no));
+}
+
 [[nodiscard]] Result<AdjustRequest> adjustRequest(const json::object& object) {
   ALLOT_TRY(dept_no, requiredField(object, "dept_no"));
   ALLOT_TRY(key, recordFields(object, std::move(dept_no), {}));
@@ -561,6 +567,13 @@ Result<PreallocateRequest> parsePreallocateRequest(std::string_view body) {
 
 Result<OrderRef> parseOrderRefRequest(std::string_view body) {
   return guarded([&] { return readObject(body, orderRefRequest); });
+}
+
+Result<std::optional<std::string>> parseReconcileRequest(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return std::optional<std::string>();  // no body: every merchant
+  }
+  return guarded([&] { return readObject(body, reconcileRequest); });
 }
 
 Result<AdjustRequest> parseAdjustRequest(std::string_view body) {

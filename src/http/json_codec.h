@@ -13,6 +13,7 @@
 // No exception leaves this file: Boost's are caught and turned into Error values.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,9 @@ namespace allot::http {
 
 // POST /v1/stock/adjust: record fields, "ref", and exactly one of "delta" and "on_hand".
 [[nodiscard]] Result<AdjustRequest> parseAdjustRequest(std::string_view body);
+
+// POST /v1/admin/reconcile: an empty body or {} (every merchant) or {"dept_no"}.
+[[nodiscard]] Result<std::optional<std::string>> parseReconcileRequest(std::string_view body);
 
 // GET
 // /v1/stock?dept_no=..&goods_no=..&warehouse_no=..[&stock_status=..&stock_type=..&goods_level=..]

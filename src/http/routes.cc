@@ -155,6 +155,18 @@ HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) 
   if (!authorized(request.authorization, options_.admin_token)) {
     return errorAnswer(ErrorCode::kUnauthorized, "a valid admin bearer token is required");
   }
+  if (path == "/v1/admin/reconcile") {
+    if (request.method != "POST") {
+      return {405, encodeError({ErrorCode::kInvalidRequest, "/v1/admin/reconcile accepts only POST"})};
+    }
+    auto dept_no = parseReconcileRequest(request.body);
+    if (!dept_no) return errorAnswer(dept_no.error());
+    if (!options_.reconcile) return errorAnswer(ErrorCode::kUnavailable, "reconciliation is off");
+    auto counts = options_.reconcile(*dept_no);
+    if (!counts) return errorAnswer(counts.error());
+    return {200, fmt::format(R"({{"checked":{},"mismatched":{},"repaired":{}}})", counts->checked,
+                             counts->mismatched, counts->repaired)};
+  }
   return errorAnswer(ErrorCode::kNotFound, "no such admin endpoint: " + std::string(path));
 }
 

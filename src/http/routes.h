@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,12 +30,21 @@ struct HttpAnswer {
   std::string content_type = "application/json";
 };
 
+// What a reconciliation run reports (API.md 7).
+struct ReconcileCounts {
+  std::int64_t checked = 0;
+  std::int64_t mismatched = 0;
+  std::int64_t repaired = 0;
+};
+
 struct RouterOptions {
   std::string api_token;    // when set, every /v1 call (but admin) needs it as a bearer token
   std::string admin_token;  // /v1/admin needs it; admin is refused when it is empty
   Route default_route = Route::kRedis;
   // More Prometheus text appended to /metrics (the workers' gauges and counters).
   std::function<std::string()> extra_metrics;
+  // Runs a reconciliation now, of one merchant or of all (POST /v1/admin/reconcile).
+  std::function<Result<ReconcileCounts>(const std::optional<std::string>& dept_no)> reconcile;
 };
 
 // The endpoints, for per-endpoint metrics.

@@ -1,4 +1,5 @@
-// A background loop with a fixed tick: calls a step function every `tick` until stopped.
+// A background loop with a fixed tick: calls a step function every `tick` (the first call one
+// tick after start, so a process that starts and stops quickly does no work) until stopped.
 // stop() wakes the loop at once (no waiting out the tick) and joins it.
 #pragma once
 
@@ -37,11 +38,10 @@ class Periodic {
  private:
   void loop() {
     std::unique_lock lock(mutex_);
-    while (!stopping_) {
+    while (!wake_.wait_for(lock, tick_, [this] { return stopping_; })) {
       lock.unlock();
       step_();
       lock.lock();
-      wake_.wait_for(lock, tick_, [this] { return stopping_; });
     }
   }
 

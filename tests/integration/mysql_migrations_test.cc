@@ -184,8 +184,8 @@ TEST(MysqlMigrator, AppliesOnceThenIsANoOp) {
   for (const auto& row : *tables) names.emplace_back(row.text(0));
   EXPECT_EQ(names, (std::vector<std::string>{"compensation_tasks", "merchant_routes", "orders",
                                              "order_lines", "outbox_dead_letters",
-                                             "outbox_positions", "schema_migrations", "stock",
-                                             "stock_adjustments"}));
+                                             "outbox_positions", "reconciliations",
+                                             "schema_migrations", "stock", "stock_adjustments"}));
 }
 
 TEST(MysqlMigrator, ConcurrentRunsApplyEachVersionOnce) {
