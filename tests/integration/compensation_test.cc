@@ -8,6 +8,7 @@
 #include "mysql/url.h"
 #include "redis/client.h"
 #include "redis/redis_stock_store.h"
+#include "support/servers.h"
 #include "support/test_env.h"
 
 namespace allot {
@@ -16,17 +17,11 @@ namespace {
 class CompensationTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto redis_options = redis::parseRedisUrl(testing::redisUrl());
-    ASSERT_TRUE(redis_options.has_value());
-    auto client = redis::Client::connect(*redis_options);
-    ASSERT_TRUE(client.has_value()) << client.error().message;
-    client_ = std::move(*client);
+    client_ = testing::connectRedis(testing::redisUrl());
+    ASSERT_NE(client_, nullptr);
     store_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
-    auto mysql_options = mysql::parseMysqlUrl(testing::mysqlUrl());
-    ASSERT_TRUE(mysql_options.has_value());
-    auto ledger = mysql::MysqlLedger::open(*mysql_options);
-    ASSERT_TRUE(ledger.has_value()) << ledger.error().message;
-    ledger_ = std::move(*ledger);
+    ledger_ = testing::openLedger();
+    ASSERT_NE(ledger_, nullptr);
     queue_ = std::make_unique<mysql::MysqlCompensationQueue>(ledger_->pool());
     dept_ = testing::uniqueName("comp");
     // Tasks of other tests share the table: start from an empty queue of due tasks.

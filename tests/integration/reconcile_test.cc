@@ -16,6 +16,7 @@
 #include "redis/client.h"
 #include "redis/keys.h"
 #include "redis/redis_stock_store.h"
+#include "support/servers.h"
 #include "support/test_env.h"
 #include "workers/write_back.h"
 
@@ -25,21 +26,11 @@ namespace {
 class ReconcileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto url = testing::redisUrl();
-    ASSERT_FALSE(url.empty());
-    auto options = redis::parseRedisUrl(url);
-    ASSERT_TRUE(options.has_value()) << options.error().message;
-    auto client = redis::Client::connect(*options);
-    ASSERT_TRUE(client.has_value()) << client.error().message;
-    client_ = std::move(*client);
+    client_ = testing::connectRedis(testing::redisUrl());
+    ASSERT_NE(client_, nullptr);
     hot_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
-    const auto mysql_url = testing::mysqlUrl();
-    ASSERT_FALSE(mysql_url.empty());
-    auto mysql_options = mysql::parseMysqlUrl(mysql_url);
-    ASSERT_TRUE(mysql_options.has_value()) << mysql_options.error().message;
-    auto ledger = mysql::MysqlLedger::open(*mysql_options);
-    ASSERT_TRUE(ledger.has_value()) << ledger.error().message;
-    ledger_ = std::move(*ledger);
+    ledger_ = testing::openLedger();
+    ASSERT_NE(ledger_, nullptr);
     store_ = std::make_unique<mysql::WriteBackStore>(ledger_->pool());
     write_back_ = std::make_unique<workers::WriteBack>(*client_, *store_);
     service_ = std::make_unique<PreallocationService>(*hot_, *ledger_, clock_, counters_);

@@ -8,6 +8,7 @@
 #include "core/limits.h"
 #include "redis/client.h"
 #include "redis/keys.h"
+#include "support/servers.h"
 #include "support/test_env.h"
 
 namespace allot {
@@ -18,13 +19,8 @@ using redis::Reply;
 class StoreTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    const auto url = GetParam() ? testing::redisClusterUrl() : testing::redisUrl();
-    ASSERT_FALSE(url.empty());
-    auto options = redis::parseRedisUrl(url);
-    ASSERT_TRUE(options.has_value()) << options.error().message;
-    auto client = redis::Client::connect(*options);
-    ASSERT_TRUE(client.has_value()) << client.error().message;
-    client_ = std::move(*client);
+    client_ = testing::connectRedis(GetParam() ? testing::redisClusterUrl() : testing::redisUrl());
+    ASSERT_NE(client_, nullptr);
     ASSERT_EQ(client_->isCluster(), GetParam());
     store_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
     dept_ = testing::uniqueName("st");

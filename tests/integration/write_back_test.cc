@@ -16,21 +16,13 @@
 #include "redis/client.h"
 #include "redis/keys.h"
 #include "redis/redis_stock_store.h"
+#include "support/servers.h"
 #include "support/test_env.h"
 
 namespace allot {
 namespace {
 
 using mysql::OutboxEvent;
-
-std::unique_ptr<mysql::MysqlLedger> openLedger() {
-  auto options = mysql::parseMysqlUrl(testing::mysqlUrl());
-  EXPECT_TRUE(options.has_value()) << (options ? "" : options.error().message);
-  if (!options) return nullptr;
-  auto ledger = mysql::MysqlLedger::open(*options);
-  EXPECT_TRUE(ledger.has_value()) << (ledger ? "" : ledger.error().message);
-  return ledger ? std::move(*ledger) : nullptr;
-}
 
 // A line of an order as the database holds it.
 struct DbLine {
@@ -106,15 +98,10 @@ class DbReader {
 class WriteBackTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    const auto url = GetParam() ? testing::redisClusterUrl() : testing::redisUrl();
-    ASSERT_FALSE(url.empty());
-    auto options = redis::parseRedisUrl(url);
-    ASSERT_TRUE(options.has_value()) << options.error().message;
-    auto client = redis::Client::connect(*options);
-    ASSERT_TRUE(client.has_value()) << client.error().message;
-    client_ = std::move(*client);
+    client_ = testing::connectRedis(GetParam() ? testing::redisClusterUrl() : testing::redisUrl());
+    ASSERT_NE(client_, nullptr);
     hot_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
-    ledger_ = openLedger();
+    ledger_ = testing::openLedger();
     ASSERT_NE(ledger_, nullptr);
     store_ = std::make_unique<mysql::WriteBackStore>(ledger_->pool());
     db_ = std::make_unique<DbReader>(ledger_->pool());
@@ -295,7 +282,7 @@ INSTANTIATE_TEST_SUITE_P(Redis, WriteBackTest, ::testing::Values(false, true),
 class WriteBackStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ledger_ = openLedger();
+    ledger_ = testing::openLedger();
     ASSERT_NE(ledger_, nullptr);
     store_ = std::make_unique<mysql::WriteBackStore>(ledger_->pool());
     db_ = std::make_unique<DbReader>(ledger_->pool());
