@@ -12,6 +12,7 @@
 #include "domain/compensation.h"
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
+#include "http/prometheus.h"
 #include "http/routes.h"
 #include "http/server.h"
 #include "mysql/compensation_queue.h"
@@ -47,9 +48,7 @@ auto connectWithDeadline(const char* what, std::int64_t timeout_ms, Connect conn
 std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics) {
   std::string out;
   auto add = [&out](std::string_view name, std::string_view type, std::string_view help,
-                    std::int64_t value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
-  };
+                    std::int64_t value) { allot::http::appendMetric(out, name, type, help, value); };
   auto count = [](const auto& atomic) { return static_cast<std::int64_t>(atomic.load()); };
   add("allot_writeback_events_applied_total", "counter", "Outbox events applied to the database.",
       count(metrics.events_applied));
@@ -72,7 +71,7 @@ std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics
 std::string reconcileMetricsText(const allot::workers::ReconcileMetrics& metrics) {
   std::string out;
   auto add = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+    allot::http::appendMetric(out, name, "counter", help, static_cast<std::int64_t>(value));
   };
   add("allot_reconcile_runs_total", "Reconciliation runs.", metrics.runs.load());
   add("allot_reconcile_run_failures_total", "Reconciliation runs that failed.",

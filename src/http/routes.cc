@@ -4,6 +4,7 @@
 
 #include "http/error_mapping.h"
 #include "http/json_codec.h"
+#include "http/prometheus.h"
 
 namespace allot::http {
 
@@ -194,7 +195,7 @@ void Router::count(Endpoint endpoint, int status) {
 HttpAnswer Router::metrics() {
   std::string out;
   auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+    appendMetric(out, name, "counter", help, static_cast<std::int64_t>(value));
   };
   counter("allot_record_loads_total", "Records loaded from the database into Redis.",
           counters_.record_loads.load());

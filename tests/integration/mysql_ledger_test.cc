@@ -20,6 +20,7 @@ namespace allot::mysql {
 namespace {
 
 using namespace std::chrono_literals;
+using allot::testing::waitFor;
 using Kind = AdjustmentClaim::Kind;
 
 MysqlOptions testOptions() {
@@ -30,17 +31,6 @@ MysqlOptions testOptions() {
 
 RecordKey recordOf(const std::string& dept_no, const std::string& goods_no = "SKU-1") {
   return RecordKey{dept_no, goods_no, "WH-1", "1", "1", "A"};
-}
-
-// Waits until `condition` holds or the deadline passes; the result says which.
-template <typename Condition>
-bool waitFor(Condition condition, std::chrono::milliseconds deadline = 10s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < until) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
 }
 
 class MysqlLedgerTest : public ::testing::Test {

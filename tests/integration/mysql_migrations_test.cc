@@ -19,6 +19,7 @@ namespace allot::mysql {
 namespace {
 
 using namespace std::chrono_literals;
+using allot::testing::waitFor;
 
 // ---- No server ----
 
@@ -265,17 +266,6 @@ TEST(MysqlMigrator, AppliesFilesInOrderAndStopsAtAFailingOne) {
   ASSERT_TRUE(rows);
   ASSERT_EQ(rows->size(), 2u);  // 0001's row and 0002's first statement (DDL is not atomic)
   EXPECT_FALSE(tableExists(*connection, database.options().database, "c"));
-}
-
-// Waits until `condition` holds or the deadline passes; the result says which.
-template <typename Condition>
-bool waitFor(Condition condition, std::chrono::milliseconds deadline = 10s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < until) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return condition();
 }
 
 TEST(MysqlMigrator, WaitsForTheMigrationLock) {

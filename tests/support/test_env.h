@@ -2,7 +2,9 @@
 // A missing variable is a failed test, never a skipped one.
 #pragma once
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace allot::testing {
 
@@ -17,5 +19,17 @@ inline std::string mysqlUrl() { return requiredEnv("ALLOT_TEST_MYSQL_URL"); }
 // A string unique to this process and call, usable as a dept_no or order_no prefix so
 // tests sharing one server never see each other's records.
 std::string uniqueName(const std::string& prefix);
+
+// Waits until `condition` holds or the deadline passes, polling every 10 ms; the result says
+// which (no sleep-and-hope: the caller asserts on it).
+template <typename Condition>
+bool waitFor(Condition condition, std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return condition();
+}
 
 }  // namespace allot::testing
