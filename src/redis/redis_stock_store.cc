@@ -279,11 +279,10 @@ Result<std::optional<Quantities>> RedisStockStore::readRecord(const RecordKey& k
 }
 
 Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities& from_db) {
-  ALLOT_ASSERT(from_db.valid());
   const auto usable = keys::usable(key);
   // The seed's initialisation lock: WATCH the usable key, load only when it is absent, and let
   // EXEC fail when anyone touched it meanwhile; then look again. Newer Redis state always wins.
-  constexpr std::int64_t kAlreadyLoaded = 0, kLoaded = 1, kRaced = 2;
+  constexpr std::int64_t kAlreadyLoaded = 0, kLoaded = 1, kRaced = 2, kInvalidRow = 3;
   for (int attempt = 0; attempt < limits::kLoadAttemptsMax; ++attempt) {
     ALLOT_TRY(reply, client_.withConnection(usable, [&](Connection& connection) -> Result<Reply> {
       ALLOT_TRY(watched, connection.command({"WATCH", usable}));
@@ -293,6 +292,12 @@ Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities&
       if (exists.integer == 1) {
         ALLOT_TRY_VOID(connection.command({"UNWATCH"}));
         return Reply{Reply::Type::kInteger, kAlreadyLoaded};
+      }
+      if (!from_db.valid()) {
+        // Only Redis state newer than the row explains such a row (a decrease applied before
+        // the write-back of earlier releases); loading it would break the invariant in Redis.
+        ALLOT_TRY_VOID(connection.command({"UNWATCH"}));
+        return Reply{Reply::Type::kInteger, kInvalidRow};
       }
       ALLOT_TRY_VOID(connection.command({"MULTI"}));
       ALLOT_TRY_VOID(connection.command({"SET", usable, decimal(from_db.available())}));
@@ -307,6 +312,13 @@ Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities&
     if (!reply.isInteger()) return std::unexpected(unexpected("load", reply));
     if (reply.integer == kAlreadyLoaded) return false;
     if (reply.integer == kLoaded) return true;
+    if (reply.integer == kInvalidRow) {
+      return fail(ErrorCode::kUnavailable,
+                  "the database row of " + key.index() +
+                      " holds more than it has (on_hand " + decimal(from_db.on_hand) +
+                      ", preallocated " + decimal(from_db.preallocated) +
+                      ") and Redis has no copy; the reconciliation must repair it; retry");
+    }
   }
   return fail(ErrorCode::kUnavailable, "loading " + key.index() + " kept racing; retry");
 }

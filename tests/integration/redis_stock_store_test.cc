@@ -80,6 +80,24 @@ TEST_P(StoreTest, HoldIsIdempotentAndWritesOneOutboxEvent) {
   EXPECT_EQ(read(key), (Quantities{10, 4, 0}));
 }
 
+// A lagging row may hold more than it has (a decrease written before earlier releases): harmless
+// while Redis has the record, refused (never loaded, never a crash) when it has not.
+TEST_P(StoreTest, ARowHoldingMoreThanItHasIsNeverLoaded) {
+  const Quantities lagging{3, 5, 0};
+  const auto loaded = record("G7");
+  ASSERT_TRUE(store_->loadRecord(loaded, Quantities{8, 0, 0}).value());
+  auto again = store_->loadRecord(loaded, lagging);
+  ASSERT_TRUE(again.has_value()) << again.error().message;
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(read(loaded), (Quantities{8, 0, 0}));
+
+  const auto absent = record("G8");
+  auto refused = store_->loadRecord(absent, lagging);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(store_->hold(absent, "O1", 1, false)->kind, HoldOutcome::Kind::kNotLoaded);
+}
+
 TEST_P(StoreTest, ShortageRollbackAndDeductMoveTheRightCounters) {
   const auto key = record("G2");
   ASSERT_TRUE(store_->loadRecord(key, Quantities{5, 0, 0}).has_value());
