@@ -1,15 +1,16 @@
 // allotd: the pre-allocation service. Wires the adapters to the domain and serves HTTP until
 // SIGINT or SIGTERM.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdlib>
 #include <thread>
-#include <fmt/format.h>
 
 #include "app/config.h"
 #include "domain/compensation.h"
+#include "domain/merchant_router.h"
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
 #include "http/prometheus.h"
@@ -18,12 +19,15 @@
 #include "mysql/compensation_queue.h"
 #include "mysql/mysql_ledger.h"
 #include "mysql/mysql_path.h"
-#include "mysql/write_back_store.h"
+#include "mysql/pool.h"
+#include "mysql/route_table.h"
 #include "mysql/url.h"
+#include "mysql/write_back_store.h"
 #include "redis/client.h"
 #include "redis/redis_stock_store.h"
 #include "workers/periodic.h"
 #include "workers/reconcile.h"
+#include "workers/route_switch.h"
 #include "workers/write_back.h"
 
 namespace {
@@ -48,7 +52,9 @@ auto connectWithDeadline(const char* what, std::int64_t timeout_ms, Connect conn
 std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics) {
   std::string out;
   auto add = [&out](std::string_view name, std::string_view type, std::string_view help,
-                    std::int64_t value) { allot::http::appendMetric(out, name, type, help, value); };
+                    std::int64_t value) {
+    allot::http::appendMetric(out, name, type, help, value);
+  };
   auto count = [](const auto& atomic) { return static_cast<std::int64_t>(atomic.load()); };
   add("allot_writeback_events_applied_total", "counter", "Outbox events applied to the database.",
       count(metrics.events_applied));
@@ -57,8 +63,8 @@ std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics
       count(metrics.events_dead_lettered));
   add("allot_writeback_batches_total", "counter", "Committed write-back batches.",
       count(metrics.batches));
-  add("allot_writeback_batch_failures_total", "counter", "Failed write-back reads, commits or trims.",
-      count(metrics.batch_failures));
+  add("allot_writeback_batch_failures_total", "counter",
+      "Failed write-back reads, commits or trims.", count(metrics.batch_failures));
   add("allot_writeback_lag_ms", "gauge", "Age of the oldest event waiting to be written back.",
       count(metrics.oldest_unapplied_age_ms));
   add("allot_writeback_lag_events", "gauge", "Events left in streams whose batch was full.",
@@ -70,19 +76,58 @@ std::string writeBackMetricsText(const allot::workers::WriteBackMetrics& metrics
 
 std::string reconcileMetricsText(const allot::workers::ReconcileMetrics& metrics) {
   std::string out;
-  auto add = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
-    allot::http::appendMetric(out, name, "counter", help, static_cast<std::int64_t>(value));
-  };
-  add("allot_reconcile_runs_total", "Reconciliation runs.", metrics.runs.load());
-  add("allot_reconcile_run_failures_total", "Reconciliation runs that failed.",
-      metrics.run_failures.load());
-  add("allot_reconcile_records_checked_total", "Records compared.", metrics.records_checked.load());
-  add("allot_reconcile_mismatched_total", "Records with real drift (not lag).",
-      metrics.mismatched.load());
-  add("allot_reconcile_repaired_total", "Drifted records repaired.", metrics.repaired.load());
-  add("allot_reconcile_lag_only_total", "Differences explained by events not yet written back.",
-      metrics.lag_only.load());
+  allot::http::appendCounter(out, "allot_reconcile_runs_total", "Reconciliation runs.",
+                             metrics.runs.load());
+  allot::http::appendCounter(out, "allot_reconcile_run_failures_total",
+                             "Reconciliation runs that failed.", metrics.run_failures.load());
+  allot::http::appendCounter(out, "allot_reconcile_records_checked_total", "Records compared.",
+                             metrics.records_checked.load());
+  allot::http::appendCounter(out, "allot_reconcile_mismatched_total",
+                             "Records with real drift (not lag).", metrics.mismatched.load());
+  allot::http::appendCounter(out, "allot_reconcile_repaired_total", "Drifted records repaired.",
+                             metrics.repaired.load());
+  allot::http::appendCounter(out, "allot_reconcile_lag_only_total",
+                             "Differences explained by events not yet written back.",
+                             metrics.lag_only.load());
+  allot::http::appendCounter(out, "allot_reconcile_replica_reads_total",
+                             "First compares read from the read replica.",
+                             metrics.replica_reads.load());
+  allot::http::appendCounter(out, "allot_reconcile_replica_failures_total",
+                             "Replica reads that failed (the primary was read instead).",
+                             metrics.replica_failures.load());
   return out;
+}
+
+std::string routeSwitchMetricsText(const allot::workers::RouteSwitchMetrics& metrics) {
+  std::string out;
+  allot::http::appendCounter(out, "allot_route_switches_total",
+                             "Merchant route switches completed.", metrics.switches.load());
+  allot::http::appendCounter(out, "allot_route_switch_failures_total",
+                             "Merchant route switches that failed (left switching).",
+                             metrics.failures.load());
+  allot::http::appendCounter(out, "allot_route_switch_records_evicted_total",
+                             "Records taken out of Redis by switches.",
+                             metrics.records_evicted.load());
+  allot::http::appendCounter(out, "allot_route_switch_records_loaded_total",
+                             "Records loaded into Redis by switches.",
+                             metrics.records_loaded.load());
+  allot::http::appendCounter(out, "allot_route_switch_orders_loaded_total",
+                             "Orders loaded into Redis by switches.", metrics.orders_loaded.load());
+  allot::http::appendCounter(out, "allot_route_switch_settle_repairs_total",
+                             "Rows set to Redis's counters after a switch's drain (drift).",
+                             metrics.settle_repairs.load());
+  return out;
+}
+
+// Blocks until SIGINT or SIGTERM (blocked in every thread by main) arrives.
+void waitForStopSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {} received; stopping", received);
 }
 
 int run(const allot::app::Config& config) {
@@ -113,20 +158,28 @@ int run(const allot::app::Config& config) {
   // The write-back: the outbox streams the scripts append to, applied to MariaDB exactly once.
   allot::mysql::WriteBackStore write_back_store((*ledger)->pool());
   allot::workers::WriteBack write_back(**redis, write_back_store);
+  if (config.role == "writeback") {
+    write_back.start();
+    spdlog::info("allotd (role writeback) applying the outbox of {} to the database",
+                 config.redis_url);
+    waitForStopSignal();
+    write_back.stop();
+    return 0;
+  }
+  const bool own_write_back = config.role == "all";
   allot::redis::StoreOptions store_options{config.retention_seconds, allot::limits::kOrderLeaseMs,
-                                           [&write_back](const std::string& stream) {
-                                             write_back.noteStream(stream);
-                                           }};
+                                           nullptr};
+  if (own_write_back) {
+    store_options.on_outbox_append = [&write_back](const std::string& stream) {
+      write_back.noteStream(stream);
+    };
+  }
   allot::redis::RedisStockStore store(**redis, store_options);
-  write_back.start();
+  if (own_write_back) write_back.start();
   allot::SystemClock clock;
   allot::ServiceCounters counters;
   allot::PreallocationService redis_path(store, **ledger, clock, counters);
   allot::mysql::MysqlPath mysql_path((*ledger)->pool());
-  // Until per-merchant routing lands, the default route picks the path for every merchant.
-  allot::StockApi& service = config.default_route == allot::Route::kMysql
-                                 ? static_cast<allot::StockApi&>(mysql_path)
-                                 : static_cast<allot::StockApi&>(redis_path);
   // Compensation, the seed's second stage: apply the reverses that failed inline.
   allot::mysql::MysqlCompensationQueue compensation_queue((*ledger)->pool());
   allot::CompensationProcessor compensation(store, compensation_queue, counters);
@@ -136,9 +189,38 @@ int run(const allot::app::Config& config) {
     }
   });
   compensation_worker.start();
+  // Merchant routes (API.md 7): each merchant on the Redis or the MySQL path, switched live.
+  allot::mysql::MysqlRouteTable route_table((*ledger)->pool());
+  allot::workers::RouteSwitch route_switch(store, (*ledger)->pool(), route_table, write_back,
+                                           [&compensation]() -> allot::Result<void> {
+                                             ALLOT_TRY_VOID(compensation.runOnce());
+                                             return {};
+                                           },
+                                           {std::chrono::milliseconds(config.route_settle_ms),
+                                            std::chrono::seconds(30), config.retention_seconds});
+  allot::MerchantRouter service(
+      redis_path, mysql_path, route_table,
+      [&route_switch](const std::string& dept_no, allot::Route from, allot::Route to) {
+        return route_switch.move(dept_no, from, to);
+      },
+      {config.default_route, config.route_refresh_ms, allot::limits::kBusyWaitMs * 2, 10'000});
   // Reconciliation, the seed's last net: compare Redis with the database and repair drift,
   // every minute and on POST /v1/admin/reconcile.
-  allot::workers::Reconciler reconciler(**redis, (*ledger)->pool(), &write_back);
+  std::unique_ptr<allot::mysql::Pool> replica;
+  if (!config.mysql_replica_url.empty()) {
+    auto replica_options = allot::mysql::parseMysqlUrl(config.mysql_replica_url);
+    if (!replica_options) {
+      spdlog::error("mysql_replica_url: {}", replica_options.error().message);
+      return 2;
+    }
+    auto created = allot::mysql::Pool::create(*replica_options);
+    if (!created) {
+      spdlog::error("cannot open the read replica: {}", created.error().message);
+      return 1;
+    }
+    replica = std::move(*created);
+  }
+  allot::workers::Reconciler reconciler(**redis, (*ledger)->pool(), &write_back, replica.get());
   allot::workers::Periodic reconcile_worker(std::chrono::seconds(60), [&] {
     if (auto report = reconciler.reconcile(std::nullopt); !report) {
       spdlog::warn("reconcile: {}", report.error().message);
@@ -150,31 +232,37 @@ int run(const allot::app::Config& config) {
     ALLOT_TRY(report, reconciler.reconcile(dept_no));
     return allot::http::ReconcileCounts{report.checked, report.mismatched, report.repaired};
   };
-  auto metrics_text = [&write_back, &reconciler] {
-    return writeBackMetricsText(write_back.metrics()) + reconcileMetricsText(reconciler.metrics());
+  auto metrics_text = [&write_back, &reconciler, &route_switch] {
+    return writeBackMetricsText(write_back.metrics()) + reconcileMetricsText(reconciler.metrics()) +
+           routeSwitchMetricsText(route_switch.metrics());
   };
-  allot::http::Router router(service, counters,
-                             {config.api_token, config.admin_token, config.default_route,
-                              metrics_text, reconcile_now});
+  allot::http::RouterOptions router_options{config.api_token, config.admin_token,
+                                            config.default_route};
+  router_options.extra_metrics = metrics_text;
+  router_options.reconcile = reconcile_now;
+  router_options.route_of = [&service](const std::string& dept_no) {
+    return service.routeOf(dept_no);
+  };
+  router_options.merchant_route = [&service](const std::string& dept_no) {
+    return service.view(dept_no);
+  };
+  router_options.switch_route = [&service](const std::string& dept_no, allot::Route route) {
+    return service.switchRoute(dept_no, route);
+  };
+  allot::http::Router router(service, counters, std::move(router_options));
   allot::http::HttpServer server(router, {config.listen_host, config.listen_port,
                                           static_cast<std::size_t>(config.http_threads)});
   if (auto started = server.start(); !started) {
     spdlog::error("{}", started.error().message);
     return 1;
   }
-  spdlog::info("allotd listening on {}:{} (redis {}, cluster {})", config.listen_host,
-               server.port(), config.redis_url, (*redis)->isCluster());
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  int received = 0;
-  sigwait(&signals, &received);
-  spdlog::info("signal {} received; stopping", received);
+  spdlog::info("allotd listening on {}:{} (redis {}, cluster {}, role {})", config.listen_host,
+               server.port(), config.redis_url, (*redis)->isCluster(), config.role);
+  waitForStopSignal();
   server.stop();
   reconcile_worker.stop();
   compensation_worker.stop();
-  write_back.stop();
+  if (own_write_back) write_back.stop();
   return 0;
 }
 
@@ -192,6 +280,11 @@ int main(int argc, char** argv) {
   CLI::App cli{"allotd: inventory pre-allocation service"};
   std::string config_path;
   cli.add_option("--config", config_path, "TOML configuration file")->check(CLI::ExistingFile);
+  std::string role;
+  cli.add_option("--role", role,
+                 "all (default), api (HTTP without the write-back) or writeback (the write-back "
+                 "alone); overrides the role key and ALLOT_ROLE")
+      ->check(CLI::IsMember({"all", "api", "writeback"}));
   cli.set_version_flag("--version", "allotd 0.1.0");
   CLI11_PARSE(cli, argc, argv);
 
@@ -201,6 +294,7 @@ int main(int argc, char** argv) {
     spdlog::error("configuration: {}", config.error().message);
     return 2;
   }
+  if (!role.empty()) config->role = role;
   spdlog::set_level(spdlog::level::from_str(config->log_level));
   return run(*config);
 }

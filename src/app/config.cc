@@ -49,6 +49,7 @@ const std::vector<Key>& keys() {
       {"listen", text(&Config::listen)},
       {"redis_url", text(&Config::redis_url)},
       {"mysql_url", text(&Config::mysql_url)},
+      {"mysql_replica_url", text(&Config::mysql_replica_url)},
       {"admin_token", text(&Config::admin_token)},
       {"api_token", text(&Config::api_token)},
       {"default_route",
@@ -70,6 +71,16 @@ const std::vector<Key>& keys() {
       {"startup_timeout_ms",
        integer("startup_timeout_ms", &Config::startup_timeout_ms, 0, 600'000)},
       {"log_level", text(&Config::log_level)},
+      {"role",
+       [](Config& config, std::string_view value) -> Result<void> {
+         if (value != "all" && value != "api" && value != "writeback") {
+           return fail(ErrorCode::kInvalidRequest, "role must be all, api or writeback");
+         }
+         config.role = std::string(value);
+         return {};
+       }},
+      {"route_refresh_ms", integer("route_refresh_ms", &Config::route_refresh_ms, 50, 60'000)},
+      {"route_settle_ms", integer("route_settle_ms", &Config::route_settle_ms, 0, 120'000)},
   };
   return kKeys;
 }

@@ -16,6 +16,8 @@ struct Config {
   std::string listen = "127.0.0.1:8080";
   std::string redis_url = "redis://127.0.0.1:6390";
   std::string mysql_url = "mysql://allot:secret@127.0.0.1:3390/allot";
+  // A read replica of the database, for the reconciliation's first compare; empty: none.
+  std::string mysql_replica_url;
   std::string admin_token;  // empty: admin endpoints refused
   std::string api_token;    // empty: /v1 needs no token
   Route default_route = Route::kRedis;
@@ -24,6 +26,13 @@ struct Config {
   std::int64_t retention_seconds = 7 * 24 * 3600;
   std::int64_t startup_timeout_ms = 30'000;  // how long to wait for Redis and MariaDB at start
   std::string log_level = "info";
+  // What this process runs: "all" (HTTP and every worker), "api" (HTTP, compensation and
+  // reconciliation; the write-back runs elsewhere) or "writeback" (the write-back alone).
+  std::string role = "all";
+  std::int64_t route_refresh_ms = 1000;  // how old a cached merchant route may get
+  // How long a route switch waits, after marking the merchant switching, for the other
+  // allotd processes to notice (their route_refresh_ms plus a margin).
+  std::int64_t route_settle_ms = 1500;
 
   // Derived from listen.
   std::string listen_host;

@@ -358,6 +358,16 @@ struct IntegerRange {
   return std::optional<std::string>(std::move(dept_no));
 }
 
+[[nodiscard]] Result<Route> routeRequest(const json::object& object) {
+  const json::value* value = object.if_contains("route");
+  if (value == nullptr) return invalid("route is required");
+  if (!value->is_string()) return invalid("route must be \"redis\" or \"mysql\"");
+  const auto& text = value->get_string();
+  if (text == "redis") return Route::kRedis;
+  if (text == "mysql") return Route::kMysql;
+  return invalid("route must be \"redis\" or \"mysql\"");
+}
+
 [[nodiscard]] Result<AdjustRequest> adjustRequest(const json::object& object) {
   ALLOT_TRY(dept_no, requiredField(object, "dept_no"));
   ALLOT_TRY(key, recordFields(object, std::move(dept_no), {}));
@@ -574,6 +584,24 @@ Result<std::optional<std::string>> parseReconcileRequest(std::string_view body) 
     return std::optional<std::string>();  // no body: every merchant
   }
   return guarded([&] { return readObject(body, reconcileRequest); });
+}
+
+Result<Route> parseRouteRequest(std::string_view body) {
+  return guarded([&] { return readObject(body, routeRequest); });
+}
+
+Result<std::string> parseMerchantPath(std::string_view dept_no) {
+  if (!isValidField(dept_no)) return invalid("dept_no in the path " + fieldRule());
+  return std::string(dept_no);
+}
+
+std::string encodeMerchantRoute(const MerchantRouteView& view) {
+  json::object out;
+  out["dept_no"] = view.dept_no;
+  out["route"] = routeName(view.route);
+  out["configured"] = view.configured;
+  out["switching"] = view.switching;
+  return json::serialize(out);
 }
 
 Result<AdjustRequest> parseAdjustRequest(std::string_view body) {

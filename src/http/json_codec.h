@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "core/result.h"
+#include "domain/merchant_router.h"
 #include "domain/order.h"
 #include "domain/ports.h"
 #include "domain/quantities.h"
@@ -37,6 +38,13 @@ namespace allot::http {
 
 // POST /v1/admin/reconcile: an empty body or {} (every merchant) or {"dept_no"}.
 [[nodiscard]] Result<std::optional<std::string>> parseReconcileRequest(std::string_view body);
+// PUT /v1/admin/merchants/{dept_no}: {"route": "redis" | "mysql"}.
+[[nodiscard]] Result<Route> parseRouteRequest(std::string_view body);
+// The {dept_no} of an admin path, checked like every dept_no (percent-encoding is not decoded:
+// a valid dept_no never needs it).
+[[nodiscard]] Result<std::string> parseMerchantPath(std::string_view dept_no);
+// GET and PUT /v1/admin/merchants/{dept_no}: {"dept_no", "route", "configured", "switching"}.
+[[nodiscard]] std::string encodeMerchantRoute(const MerchantRouteView& view);
 
 // GET
 // /v1/stock?dept_no=..&goods_no=..&warehouse_no=..[&stock_status=..&stock_type=..&goods_level=..]

@@ -16,4 +16,10 @@ inline void appendMetric(std::string& out, std::string_view name, std::string_vi
   out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
 }
 
+// A counter read from an atomic counter of the service or a worker.
+inline void appendCounter(std::string& out, std::string_view name, std::string_view help,
+                          std::uint64_t value) {
+  appendMetric(out, name, "counter", help, static_cast<std::int64_t>(value));
+}
+
 }  // namespace allot::http

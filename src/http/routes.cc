@@ -110,7 +110,7 @@ HttpAnswer Router::adjust(std::string_view body) {
   if (!request) return errorAnswer(request.error());
   auto quantities = service_.adjust(*request, adjustDigest(*request));
   if (!quantities) return errorAnswer(quantities.error());
-  return {200, encodeRecord(request->key, *quantities, options_.default_route)};
+  return {200, encodeRecord(request->key, *quantities, routeOf(request->key.dept_no))};
 }
 
 HttpAnswer Router::stock(std::string_view query) {
@@ -118,7 +118,7 @@ HttpAnswer Router::stock(std::string_view query) {
   if (!key) return errorAnswer(key.error());
   auto quantities = service_.readRecord(*key);
   if (!quantities) return errorAnswer(quantities.error());
-  return {200, encodeRecord(*key, *quantities, options_.default_route)};
+  return {200, encodeRecord(*key, *quantities, routeOf(key->dept_no))};
 }
 
 HttpAnswer Router::preallocate(std::string_view body) {
@@ -158,7 +158,8 @@ HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) 
   }
   if (path == "/v1/admin/reconcile") {
     if (request.method != "POST") {
-      return {405, encodeError({ErrorCode::kInvalidRequest, "/v1/admin/reconcile accepts only POST"})};
+      return {405,
+              encodeError({ErrorCode::kInvalidRequest, "/v1/admin/reconcile accepts only POST"})};
     }
     auto dept_no = parseReconcileRequest(request.body);
     if (!dept_no) return errorAnswer(dept_no.error());
@@ -168,7 +169,35 @@ HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) 
     return {200, fmt::format(R"({{"checked":{},"mismatched":{},"repaired":{}}})", counts->checked,
                              counts->mismatched, counts->repaired)};
   }
+  constexpr std::string_view kMerchants = "/v1/admin/merchants/";
+  if (path.starts_with(kMerchants)) return merchant(request, path.substr(kMerchants.size()));
   return errorAnswer(ErrorCode::kNotFound, "no such admin endpoint: " + std::string(path));
+}
+
+HttpAnswer Router::merchant(const HttpRequestView& request, std::string_view dept_no) {
+  if (request.method != "GET" && request.method != "PUT") {
+    return {405, encodeError({ErrorCode::kInvalidRequest,
+                              "/v1/admin/merchants/{dept_no} accepts only GET and PUT"})};
+  }
+  auto dept = parseMerchantPath(dept_no);
+  if (!dept) return errorAnswer(dept.error());
+  if (!options_.merchant_route || !options_.switch_route) {
+    return errorAnswer(ErrorCode::kUnavailable, "merchant routing is off");
+  }
+  if (request.method == "GET") {
+    auto view = options_.merchant_route(*dept);
+    if (!view) return errorAnswer(view.error());
+    return {200, encodeMerchantRoute(*view)};
+  }
+  auto route = parseRouteRequest(request.body);
+  if (!route) return errorAnswer(route.error());
+  auto view = options_.switch_route(*dept, *route);
+  if (!view) return errorAnswer(view.error());
+  return {200, encodeMerchantRoute(*view)};
+}
+
+Route Router::routeOf(const std::string& dept_no) const {
+  return options_.route_of ? options_.route_of(dept_no) : options_.default_route;
 }
 
 HttpAnswer Router::ready() {
@@ -195,7 +224,7 @@ void Router::count(Endpoint endpoint, int status) {
 HttpAnswer Router::metrics() {
   std::string out;
   auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
-    appendMetric(out, name, "counter", help, static_cast<std::int64_t>(value));
+    appendCounter(out, name, help, value);
   };
   counter("allot_record_loads_total", "Records loaded from the database into Redis.",
           counters_.record_loads.load());

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "domain/counters.h"
+#include "domain/merchant_router.h"
 #include "domain/ports.h"
 #include "domain/stock_api.h"
 
@@ -43,6 +44,12 @@ struct RouterOptions {
   Route default_route = Route::kRedis;
   // More Prometheus text appended to /metrics (the workers' gauges and counters).
   std::function<std::string()> extra_metrics;
+  // The route of a merchant, for the "route" field of GET /v1/stock and adjust answers
+  // (default_route when not set).
+  std::function<Route(const std::string& dept_no)> route_of;
+  // GET and PUT /v1/admin/merchants/{dept_no}; the endpoints answer 503 when not set.
+  std::function<Result<MerchantRouteView>(const std::string& dept_no)> merchant_route;
+  std::function<Result<MerchantRouteView>(const std::string& dept_no, Route route)> switch_route;
   // Runs a reconciliation now, of one merchant or of all (POST /v1/admin/reconcile).
   std::function<Result<ReconcileCounts>(const std::optional<std::string>& dept_no)> reconcile;
 };
@@ -80,6 +87,8 @@ class Router {
   [[nodiscard]] HttpAnswer endOrder(std::string_view body, bool rollback);
   [[nodiscard]] HttpAnswer order(std::string_view query);
   [[nodiscard]] HttpAnswer admin(const HttpRequestView& request, std::string_view path);
+  [[nodiscard]] HttpAnswer merchant(const HttpRequestView& request, std::string_view dept_no);
+  [[nodiscard]] Route routeOf(const std::string& dept_no) const;
   [[nodiscard]] HttpAnswer ready();
   [[nodiscard]] HttpAnswer metrics();
   [[nodiscard]] bool authorized(std::string_view authorization, const std::string& token) const;

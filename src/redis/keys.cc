@@ -27,6 +27,8 @@ std::string rollbackTombstone(const RecordKey& key, std::string_view order_no) {
   return withPrefix("rb:", key).append(":").append(order_no);
 }
 
+std::string fence(const RecordKey& key) { return withPrefix("f:", key); }
+
 std::string adjustRef(const RecordKey& key, std::string_view ref) {
   return withPrefix("aj:", key).append(":").append(ref);
 }

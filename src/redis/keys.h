@@ -4,6 +4,7 @@
 //   u:  usableKey            s:  usableSubtractKey     l:  ullageOperateKey (shortage)
 //   o:  operateKey (per order, anti-duplicate)         rb: rollbackOperateKey (tombstone)
 //   dr: hSetrecord (deduction record)                  aj: adjust anti-duplicate (per ref)
+//   f:  route fence (the record moved to the MySQL path; no load may bring it back)
 //   ord: the order's own hash, tagged {dept|order_no}
 //   ob: the outbox stream of one hash slot, tagged with slotTag(slot)
 #pragma once
@@ -22,6 +23,7 @@ namespace allot::redis::keys {
 [[nodiscard]] std::string operate(const RecordKey& key, std::string_view order_no);
 [[nodiscard]] std::string rollbackTombstone(const RecordKey& key, std::string_view order_no);
 [[nodiscard]] std::string deductionRecord(const RecordKey& key);
+[[nodiscard]] std::string fence(const RecordKey& key);
 [[nodiscard]] std::string adjustRef(const RecordKey& key, std::string_view ref);
 [[nodiscard]] std::string order(const OrderRef& order);
 // The outbox stream in the same hash slot as `key_in_slot`.

@@ -1,5 +1,6 @@
 #include "redis/redis_stock_store.h"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -84,6 +85,9 @@ struct RedisStockStore::Scripts {
   const Script& order_end = findScript("order_end.lua");
   const Script& order_released = findScript("order_released.lua");
   const Script& ping = findScript("ping.lua");
+  const Script& record_evict = findScript("record_evict.lua");
+  const Script& order_load = findScript("order_load.lua");
+  const Script& line_load = findScript("line_load.lua");
 };
 
 RedisStockStore::RedisStockStore(Client& client, StoreOptions options)
@@ -133,8 +137,8 @@ Result<CommitOutcome> RedisStockStore::commitOrder(const OrderRef& order, OrderS
   ALLOT_ASSERT(status == OrderStatus::kAllocated || status == OrderStatus::kShortage);
   const auto key = keys::order(order);
   ALLOT_TRY(reply, evalAppending(scripts_->order_commit, {key, keys::outboxFor(key)},
-                                      {std::string(1, orderStatusCode(status)), answer_blob,
-                                       order.dept_no, order.order_no, token}));
+                                 {std::string(1, orderStatusCode(status)), answer_blob,
+                                  order.dept_no, order.order_no, token}));
   if (!reply.isInteger()) return std::unexpected(unexpected("order_commit", reply));
   switch (reply.integer) {
     case 0: return CommitOutcome::kRolledBack;
@@ -153,10 +157,10 @@ Result<void> RedisStockStore::abortOrder(const OrderRef& order, const std::strin
 Result<EndOutcome> RedisStockStore::endOrder(const OrderRef& order, ReleaseKind kind) {
   ALLOT_ASSERT(kind != ReleaseKind::kUndo);
   const auto key = keys::order(order);
-  ALLOT_TRY(reply, evalAppending(
-                       scripts_->order_end, {key, keys::outboxFor(key)},
-                       {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
-                        order.dept_no, order.order_no}));
+  ALLOT_TRY(reply,
+            evalAppending(scripts_->order_end, {key, keys::outboxFor(key)},
+                          {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
+                           order.dept_no, order.order_no}));
   ALLOT_TRY(elements, arrayOf("order_end", reply, 3));
   EndOutcome outcome;
   switch (integerAt(*elements, 0)) {
@@ -222,15 +226,20 @@ Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::strin
 Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std::string& order_no,
                                                 ReleaseKind kind) {
   const auto usable = keys::usable(key);
-  ALLOT_TRY(reply, evalAppending(
-                       scripts_->release,
-                       {usable, keys::subtracted(key), keys::ullage(key),
-                        keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
-                        keys::deductionRecord(key), keys::outboxFor(usable)},
-                       {key.index(), key.dept_no, order_no, std::string(releaseKindName(kind)),
-                        decimal(options_.retention_seconds)}));
+  ALLOT_TRY(reply,
+            evalAppending(scripts_->release,
+                          {usable, keys::subtracted(key), keys::ullage(key),
+                           keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
+                           keys::deductionRecord(key), keys::outboxFor(usable)},
+                          {key.index(), key.dept_no, order_no, std::string(releaseKindName(kind)),
+                           decimal(options_.retention_seconds)}));
   ALLOT_TRY(elements, arrayOf("release", reply, 3));
   const auto released = integerAt(*elements, 0);
+  if (released == -1 && (*elements)[0].isInteger()) {
+    return fail(ErrorCode::kUnavailable, "record " + key.index() +
+                                             " is not in Redis (its merchant moved to the "
+                                             "MySQL path); retry");
+  }
   if (released != 0 && released != 1) return std::unexpected(unexpected("release", reply));
   return ReleaseOutcome{released == 1, integerAt(*elements, 1), integerAt(*elements, 2)};
 }
@@ -279,27 +288,40 @@ Result<std::optional<Quantities>> RedisStockStore::readRecord(const RecordKey& k
 }
 
 Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities& from_db) {
+  return load(key, from_db, /*unfence=*/false);
+}
+
+Result<bool> RedisStockStore::reloadRecord(const RecordKey& key, const Quantities& from_db) {
+  return load(key, from_db, /*unfence=*/true);
+}
+
+Result<bool> RedisStockStore::load(const RecordKey& key, const Quantities& from_db, bool unfence) {
   const auto usable = keys::usable(key);
+  const auto fence = keys::fence(key);
   // The seed's initialisation lock: WATCH the usable key, load only when it is absent, and let
   // EXEC fail when anyone touched it meanwhile; then look again. Newer Redis state always wins.
-  constexpr std::int64_t kAlreadyLoaded = 0, kLoaded = 1, kRaced = 2, kInvalidRow = 3;
+  // The fence is watched too: a record evicted for the MySQL path is never loaded back, except
+  // by the switch to Redis (unfence).
+  constexpr std::int64_t kAlreadyLoaded = 0, kLoaded = 1, kRaced = 2, kInvalidRow = 3, kFenced = 4;
   for (int attempt = 0; attempt < limits::kLoadAttemptsMax; ++attempt) {
     ALLOT_TRY(reply, client_.withConnection(usable, [&](Connection& connection) -> Result<Reply> {
-      ALLOT_TRY(watched, connection.command({"WATCH", usable}));
+      auto give_up = [&](std::int64_t code) -> Result<Reply> {
+        ALLOT_TRY_VOID(connection.command({"UNWATCH"}));
+        return Reply{Reply::Type::kInteger, code};
+      };
+      ALLOT_TRY(watched, connection.command({"WATCH", usable, fence}));
       if (watched.isError()) return watched;
       ALLOT_TRY(exists, connection.command({"EXISTS", usable}));
       if (!exists.isInteger()) return exists;
-      if (exists.integer == 1) {
-        ALLOT_TRY_VOID(connection.command({"UNWATCH"}));
-        return Reply{Reply::Type::kInteger, kAlreadyLoaded};
-      }
-      if (!from_db.valid()) {
-        // Only Redis state newer than the row explains such a row (a decrease applied before
-        // the write-back of earlier releases); loading it would break the invariant in Redis.
-        ALLOT_TRY_VOID(connection.command({"UNWATCH"}));
-        return Reply{Reply::Type::kInteger, kInvalidRow};
-      }
+      if (exists.integer == 1) return give_up(kAlreadyLoaded);
+      ALLOT_TRY(fenced, connection.command({"EXISTS", fence}));
+      if (!fenced.isInteger()) return fenced;
+      if (fenced.integer == 1 && !unfence) return give_up(kFenced);
+      // Only Redis state newer than the row explains such a row (a decrease applied before
+      // the write-back of earlier releases); loading it would break the invariant in Redis.
+      if (!from_db.valid()) return give_up(kInvalidRow);
       ALLOT_TRY_VOID(connection.command({"MULTI"}));
+      if (fenced.integer == 1) ALLOT_TRY_VOID(connection.command({"DEL", fence}));
       ALLOT_TRY_VOID(connection.command({"SET", usable, decimal(from_db.available())}));
       ALLOT_TRY_VOID(
           connection.command({"SET", keys::subtracted(key), decimal(from_db.preallocated)}));
@@ -310,17 +332,74 @@ Result<bool> RedisStockStore::loadRecord(const RecordKey& key, const Quantities&
       return Reply{Reply::Type::kInteger, kLoaded};
     }));
     if (!reply.isInteger()) return std::unexpected(unexpected("load", reply));
-    if (reply.integer == kAlreadyLoaded) return false;
-    if (reply.integer == kLoaded) return true;
-    if (reply.integer == kInvalidRow) {
-      return fail(ErrorCode::kUnavailable,
-                  "the database row of " + key.index() +
-                      " holds more than it has (on_hand " + decimal(from_db.on_hand) +
-                      ", preallocated " + decimal(from_db.preallocated) +
-                      ") and Redis has no copy; the reconciliation must repair it; retry");
+    switch (reply.integer) {
+      case kAlreadyLoaded: return false;
+      case kLoaded: return true;
+      case kRaced: continue;
+      case kFenced:
+        return fail(ErrorCode::kUnavailable, "record " + key.index() +
+                                                 " moved to the MySQL path with its merchant; "
+                                                 "retry");
+      case kInvalidRow:
+        return fail(ErrorCode::kUnavailable,
+                    "the database row of " + key.index() + " holds more than it has (on_hand " +
+                        decimal(from_db.on_hand) + ", preallocated " +
+                        decimal(from_db.preallocated) +
+                        ") and Redis has no copy; the reconciliation must repair it; retry");
+      default: return std::unexpected(unexpected("load", reply));
     }
   }
   return fail(ErrorCode::kUnavailable, "loading " + key.index() + " kept racing; retry");
+}
+
+Result<std::optional<Quantities>> RedisStockStore::evictRecord(const RecordKey& key) {
+  const auto usable = keys::usable(key);
+  ALLOT_TRY(reply, client_.evalScript(
+                       scripts_->record_evict,
+                       {usable, keys::subtracted(key), keys::ullage(key), keys::fence(key)}, {}));
+  ALLOT_TRY(elements, arrayOf("record_evict", reply, 1));
+  if (integerAt(*elements, 0) == 0) return std::optional<Quantities>();
+  if (integerAt(*elements, 0) != 1 || elements->size() < 4) {
+    return std::unexpected(unexpected("record_evict", reply));
+  }
+  const std::int64_t subtracted = integerAt(*elements, 2);
+  return std::optional<Quantities>(
+      Quantities{integerAt(*elements, 1) + subtracted, subtracted, integerAt(*elements, 3)});
+}
+
+Result<void> RedisStockStore::loadOrder(const OrderRef& order, OrderStatus status,
+                                        const std::string& lines_blob, const std::string& digest,
+                                        const std::string& answer_blob,
+                                        const std::vector<LoadedLine>& lines) {
+  const bool live = status == OrderStatus::kAllocated || status == OrderStatus::kShortage;
+  const bool rolled_back = status == OrderStatus::kRolledBack;
+  const auto retention = decimal(options_.retention_seconds);
+  for (const auto& line : lines) {
+    const char* state = line.state == LoadedLine::State::kHeld       ? "held"
+                        : line.state == LoadedLine::State::kDeducted ? "deducted"
+                                                                     : "released";
+    ALLOT_TRY(reply, client_.evalScript(scripts_->line_load,
+                                        {keys::operate(line.key, order.order_no),
+                                         keys::rollbackTombstone(line.key, order.order_no),
+                                         keys::deductionRecord(line.key)},
+                                        {state, decimal(line.allocated), decimal(line.shortage),
+                                         order.order_no, rolled_back ? "1" : "0", retention}));
+    if (!reply.isInteger() || reply.integer != 1) {
+      return std::unexpected(unexpected("line_load", reply));
+    }
+  }
+  // The order last: its hash is what a replay, rollback or deduct looks at first.
+  const bool released = std::none_of(lines.begin(), lines.end(), [](const LoadedLine& line) {
+    return line.state == LoadedLine::State::kHeld;
+  });
+  ALLOT_TRY(reply, client_.evalScript(
+                       scripts_->order_load, {keys::order(order)},
+                       {std::string(1, orderStatusCode(status)), lines_blob, digest, answer_blob,
+                        !live && released ? "1" : "0", live ? "0" : retention}));
+  if (!reply.isInteger() || reply.integer != 1) {
+    return std::unexpected(unexpected("order_load", reply));
+  }
+  return {};
 }
 
 Result<void> RedisStockStore::ping() {

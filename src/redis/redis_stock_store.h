@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <string>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "domain/ports.h"
 #include "redis/client.h"
@@ -47,11 +49,32 @@ class RedisStockStore final : public HotStore {
   Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) override;
   Result<void> ping() override;
 
+  // ---- The route switch (workers/route_switch.h); not part of the HotStore port ----
+
+  // Takes the record out of Redis and fences it; the counters it had, if it was loaded.
+  [[nodiscard]] Result<std::optional<Quantities>> evictRecord(const RecordKey& key);
+  // loadRecord that also lifts the fence: the switch back to Redis.
+  [[nodiscard]] Result<bool> reloadRecord(const RecordKey& key, const Quantities& from_db);
+  // Writes an order and its lines as the database has them (replacing Redis's copy).
+  struct LoadedLine {
+    RecordKey key;
+    std::int64_t allocated = 0;
+    std::int64_t shortage = 0;
+    enum class State { kHeld, kReleased, kDeducted } state = State::kHeld;
+  };
+  [[nodiscard]] Result<void> loadOrder(const OrderRef& order, OrderStatus status,
+                                       const std::string& lines_blob, const std::string& digest,
+                                       const std::string& answer_blob,
+                                       const std::vector<LoadedLine>& lines);
+
  private:
   struct Scripts;
 
+  [[nodiscard]] Result<bool> load(const RecordKey& key, const Quantities& from_db, bool unfence);
+
   // evalScript for a script whose last key is the outbox stream it may append to.
-  [[nodiscard]] Result<Reply> evalAppending(const Script& script, const std::vector<std::string>& keys,
+  [[nodiscard]] Result<Reply> evalAppending(const Script& script,
+                                            const std::vector<std::string>& keys,
                                             const std::vector<std::string>& args);
 
   Client& client_;

@@ -466,11 +466,23 @@ Result<Reconciler::Verdict> Reconciler::reconcileRecord(const RecordKey& key) {
   auto in_redis = parseCounters(*mget);
   if (!in_redis) return std::unexpected(in_redis.error());
   if (!in_redis->has_value()) return Verdict::kNotLoaded;
-  // No read replica is configured, so this first, unlocked read goes to the primary through
-  // the pool; with a replica it could go there, since a difference is re-checked below.
-  auto lease = pool_.acquire();
-  if (!lease) return std::unexpected(lease.error());
-  auto row = readStock(**lease, key, /*for_update=*/false);
+  // This first, unlocked read may be stale (a replica lags), since any difference is
+  // re-checked on the primary under FOR UPDATE below.
+  auto first_read = [&](mysql::Pool& pool) -> Result<std::optional<Quantities>> {
+    ALLOT_TRY(lease, pool.acquire());
+    return readStock(*lease, key, /*for_update=*/false);
+  };
+  Result<std::optional<Quantities>> row = std::unexpected(Error{ErrorCode::kUnavailable, ""});
+  if (replica_ != nullptr) {
+    row = first_read(*replica_);
+    if (row) {
+      metrics_.replica_reads.fetch_add(1);
+    } else {
+      metrics_.replica_failures.fetch_add(1);
+      spdlog::warn("reconcile: the replica failed ({}); reading the primary", row.error().message);
+    }
+  }
+  if (!row) row = first_read(pool_);
   if (!row) return std::unexpected(row.error());
   if (row->has_value() && agrees(**row, Pending{}, **in_redis)) return Verdict::kEqual;
   return recheckLocked(key);

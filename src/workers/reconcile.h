@@ -44,13 +44,18 @@ struct ReconcileMetrics {
   std::atomic<std::uint64_t> mismatched{0};
   std::atomic<std::uint64_t> repaired{0};
   std::atomic<std::uint64_t> lag_only{0};
+  std::atomic<std::uint64_t> replica_reads{0};     // first compares read from the replica
+  std::atomic<std::uint64_t> replica_failures{0};  // replica reads that failed (primary used)
 };
 
 class Reconciler {
  public:
-  // write_back may be null; it is only read for its lag gauge.
-  Reconciler(redis::Client& client, mysql::Pool& pool, const WriteBack* write_back = nullptr)
-      : client_(client), pool_(pool), write_back_(write_back) {}
+  // write_back may be null; it is only read for its lag gauge. replica may be null: the
+  // first, unlocked compare of each record reads it when set (the seed's "replica first"),
+  // and the primary when it is not or when the replica fails.
+  Reconciler(redis::Client& client, mysql::Pool& pool, const WriteBack* write_back = nullptr,
+             mysql::Pool* replica = nullptr)
+      : client_(client), pool_(pool), write_back_(write_back), replica_(replica) {}
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
 
@@ -69,6 +74,7 @@ class Reconciler {
   redis::Client& client_;
   mysql::Pool& pool_;
   const WriteBack* write_back_;
+  mysql::Pool* replica_;
   ReconcileMetrics metrics_;
 };
 

@@ -12,6 +12,8 @@
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
 #include "mysql/mysql_ledger.h"
+#include "mysql/pool.h"
+#include "mysql/url.h"
 #include "mysql/write_back_store.h"
 #include "redis/client.h"
 #include "redis/keys.h"
@@ -245,6 +247,34 @@ TEST_F(ReconcileTest, NoDriftChangesNothing) {
 }
 
 // Events still in the outbox are lag, not drift: nothing is repaired or recorded.
+// With a read replica configured the first compare reads it (here a second pool on the same
+// server: this suite has no replication), and a replica that fails leaves the primary to it.
+TEST_F(ReconcileTest, TheFirstCompareReadsTheReplicaAndFallsBackToThePrimary) {
+  buildRecords();
+  auto replica_options = mysql::parseMysqlUrl(testing::mysqlUrl());
+  ASSERT_TRUE(replica_options.has_value());
+  auto replica = mysql::Pool::create(*replica_options);
+  ASSERT_TRUE(replica.has_value()) << replica.error().message;
+  workers::Reconciler with_replica(*client_, ledger_->pool(), write_back_.get(), replica->get());
+  auto report = with_replica.reconcile(dept_);
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  EXPECT_EQ(report->checked, 2);
+  EXPECT_EQ(report->mismatched, 0);
+  EXPECT_EQ(with_replica.metrics().replica_reads.load(), 2u);
+  EXPECT_EQ(with_replica.metrics().replica_failures.load(), 0u);
+
+  // A "replica" without the stock table: every read of it fails.
+  auto broken_options = *replica_options;
+  broken_options.database = "information_schema";
+  auto broken = mysql::Pool::create(broken_options);
+  ASSERT_TRUE(broken.has_value()) << broken.error().message;
+  workers::Reconciler broken_replica(*client_, ledger_->pool(), write_back_.get(), broken->get());
+  auto fallback = broken_replica.reconcile(dept_);
+  ASSERT_TRUE(fallback.has_value()) << fallback.error().message;
+  EXPECT_EQ(fallback->checked, 2);
+  EXPECT_EQ(broken_replica.metrics().replica_failures.load(), 2u);
+}
+
 TEST_F(ReconcileTest, PendingEventsAreLagNotDrift) {
   buildRecords();
   preallocate("O7", "G1", 1, false);

@@ -10,7 +10,8 @@
 -- ARGV[4] kind: "undo" | "rollback" | "deduct"   ARGV[5] retention seconds of the tombstones
 --
 -- Returns {released, allocated, shortage}: released 1 when a live hold ended now, 0 when
--- there was none (never held here, already released, or already deducted).
+-- there was none (never held here, already released, or already deducted), -1 when the
+-- record is not loaded (it moved to the MySQL path: nothing is written, not even a tombstone).
 --   undo:     usable += allocated, subtracted -= allocated, ullage -= shortage; key deleted.
 --   rollback: as undo, and a tombstone is left even when nothing was held, so a hold of this
 --             order that arrives late (a slow or retried pre-allocation) is refused.
@@ -19,6 +20,7 @@
 --             stays, marked D, for the retention time, and the deduction is recorded.
 -- Invariant: usable, subtracted and ullage stay >= 0.
 local kind = ARGV[4]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
 if kind == 'rollback' then redis.call('SET', KEYS[5], '1', 'EX', ARGV[5]) end
 local prior = redis.call('GET', KEYS[4])
 if not prior then return {0, 0, 0} end

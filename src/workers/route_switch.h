@@ -1,0 +1,86 @@
+// The data side of a live route switch (API.md 7; the MerchantRouter closes the gate around
+// it, so no call of the merchant runs on either path meanwhile).
+//
+// redis -> mysql:
+//   1. mark the route switching in merchant_routes, and wait `settle` so that every other
+//      allotd (which re-reads routes every second) stops admitting the merchant's calls;
+//   2. apply the merchant's pending compensation tasks (they act on Redis);
+//   3. evict every record of the merchant from Redis and fence it (record_evict.lua): from
+//      here no script can change its counters, and no load can bring it back;
+//   4. drain the write-back: every event appended before the eviction is in the database;
+//   5. settle: each record's database row must now equal the counters evicted from Redis;
+//      a row that does not (drift) is set to Redis's counters, the live truth until now, and
+//      recorded in `reconciliations`;
+//   6. save the route mysql, no longer switching.
+// mysql -> redis:
+//   1. mark the route switching and wait `settle` (the MySQL path stops for the merchant);
+//   2. evict whatever Redis still holds of the merchant's records (a stale copy);
+//   3. load the merchant's orders (live ones, and ended ones within the retention) with their
+//      lines' anti-duplicate keys, tombstones and deduction records, as the database has them;
+//   4. load every record from its row, lifting the fence;
+//   5. save the route redis, no longer switching.
+// Every step can run again: a failed switch leaves the merchant switching (refused by every
+// allotd) until a PUT of either route runs the protocol again from its first step.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/result.h"
+#include "domain/merchant_router.h"
+#include "mysql/pool.h"
+#include "redis/redis_stock_store.h"
+
+namespace allot::workers {
+
+class WriteBack;
+
+inline constexpr std::size_t kRouteSwitchPageRows = 500;
+
+struct RouteSwitchOptions {
+  // How long other processes get to notice the switching mark (their route refresh interval
+  // plus a margin).
+  std::chrono::milliseconds settle{1500};
+  std::chrono::milliseconds drain_timeout{30'000};
+  std::int64_t retention_seconds = 7 * 24 * 3600;
+};
+
+struct RouteSwitchMetrics {
+  std::atomic<std::uint64_t> switches{0};
+  std::atomic<std::uint64_t> failures{0};
+  std::atomic<std::uint64_t> records_evicted{0};
+  std::atomic<std::uint64_t> records_loaded{0};
+  std::atomic<std::uint64_t> orders_loaded{0};
+  std::atomic<std::uint64_t> settle_repairs{0};  // rows set to Redis's counters in step 5
+};
+
+class RouteSwitch {
+ public:
+  // run_compensation applies due compensation tasks once (the compensation worker's step).
+  RouteSwitch(redis::RedisStockStore& store, mysql::Pool& pool, RouteTable& table,
+              WriteBack& write_back, std::function<Result<void>()> run_compensation,
+              RouteSwitchOptions options = {});
+
+  [[nodiscard]] Result<void> move(const std::string& dept_no, Route from, Route to);
+  [[nodiscard]] const RouteSwitchMetrics& metrics() const { return metrics_; }
+
+ private:
+  [[nodiscard]] Result<void> toMysql(const std::string& dept_no);
+  [[nodiscard]] Result<void> toRedis(const std::string& dept_no);
+  [[nodiscard]] Result<void> settle(const RecordKey& key, const Quantities& from_redis);
+  [[nodiscard]] Result<void> loadOrders(const std::string& dept_no);
+  [[nodiscard]] Result<std::int64_t> pendingCompensations(const std::string& dept_no);
+
+  redis::RedisStockStore& store_;
+  mysql::Pool& pool_;
+  RouteTable& table_;
+  WriteBack& write_back_;
+  std::function<Result<void>()> run_compensation_;
+  RouteSwitchOptions options_;
+  RouteSwitchMetrics metrics_;
+};
+
+}  // namespace allot::workers

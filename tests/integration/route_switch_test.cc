@@ -1,0 +1,252 @@
+// Merchant routes (API.md 7) through a real allotd: the admin endpoints, a round trip of one
+// merchant redis -> mysql -> redis with every kind of order, and switching back and forth
+// while clients keep pre-allocating, rolling back and deducting, which must lose and double
+// nothing.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "mysql/mysql_ledger.h"
+#include "support/allotd_process.h"
+#include "support/api_client.h"
+#include "support/servers.h"
+#include "support/test_env.h"
+
+namespace allot::testing {
+namespace {
+
+AllotdOptions routeOptions() {
+  auto options = allotdOptions();
+  // One allotd: the settle wait for other processes can be short.
+  options.extra_env.emplace_back("ALLOT_ROUTE_SETTLE_MS", "100");
+  return options;
+}
+
+static auto* const kAllotd = ::testing::AddGlobalTestEnvironment(new SharedAllotd(routeOptions()));
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+Headers bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
+
+class RouteSwitchTest : public AllotdTest {
+ protected:
+  ApiResponse putRoute(const std::string& dept, std::string_view route) {
+    return api().call("PUT", "/v1/admin/merchants/" + dept,
+                      R"({"route":")" + std::string(route) + R"("})",
+                      bearer(allotd().adminToken()));
+  }
+  ApiResponse getRoute(const std::string& dept) {
+    return api().call("GET", "/v1/admin/merchants/" + dept, "", bearer(allotd().adminToken()));
+  }
+  // Waits until the database row of every record equals what Redis answers (the write-back
+  // drained), and returns whether it did.
+  bool databaseConverges(const std::vector<RecordKey>& keys) {
+    auto ledger = openLedger();
+    if (!ledger) return false;
+    return waitFor(
+        [&] {
+          for (const auto& key : keys) {
+            auto stock = quantitiesOf(api().stock(key));
+            auto row = ledger->findRecord(key);
+            if (!stock || !row || !*row || **row != *stock) return false;
+          }
+          return true;
+        },
+        std::chrono::seconds(20));
+  }
+};
+
+TEST_F(RouteSwitchTest, AdminEndpointsNeedTheTokenAndValidInput) {
+  const auto dept = newDept();
+  const auto key = newRecord(dept, 5);
+  const std::string path = "/v1/admin/merchants/" + dept;
+  EXPECT_TRUE(isError(api().call("GET", path), 401, "unauthorized"));
+  EXPECT_TRUE(isError(api().call("PUT", path, R"({"route":"mysql"})", bearer("wrong")), 401,
+                      "unauthorized"));
+
+  auto fresh = getRoute(dept);
+  ASSERT_TRUE(isOk(fresh)) << fresh.describe();
+  EXPECT_EQ(fresh.string("dept_no"), dept);
+  EXPECT_EQ(fresh.string("route"), "redis");
+  EXPECT_EQ(fresh.boolean("configured"), false);
+  EXPECT_EQ(fresh.boolean("switching"), false);
+
+  const auto admin = bearer(allotd().adminToken());
+  for (const std::string bad : {R"({"route":"memcached"})", R"({"route":1})", R"({})",
+                                R"(["mysql"])", "not json", R"({"route":"MYSQL"})"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_TRUE(isError(api().call("PUT", path, bad, admin), 400, "invalid_request"));
+  }
+  for (const std::string& bad_dept :
+       {std::string("D%7B1"), std::string(65, 'd'), std::string("a:b")}) {
+    SCOPED_TRACE(bad_dept);
+    EXPECT_TRUE(isError(api().call("GET", "/v1/admin/merchants/" + bad_dept, "", admin), 400,
+                        "invalid_request"));
+  }
+  EXPECT_EQ(api().call("POST", path, R"({"route":"mysql"})", admin).status, 405);
+  // Nothing above changed the route.
+  EXPECT_EQ(getRoute(dept).boolean("configured"), false);
+  EXPECT_EQ(api().stock(key).string("route"), "redis");
+
+  auto moved = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(moved)) << moved.describe();
+  EXPECT_EQ(moved.string("route"), "mysql");
+  EXPECT_EQ(moved.boolean("configured"), true);
+  EXPECT_EQ(moved.boolean("switching"), false);
+  EXPECT_EQ(api().stock(key).string("route"), "mysql");
+  EXPECT_TRUE(hasQuantities(api().stock(key), Quantities{5, 0, 0}));
+  auto again = putRoute(dept, "mysql");  // a no-op
+  ASSERT_TRUE(isOk(again)) << again.describe();
+  EXPECT_EQ(again.string("route"), "mysql");
+}
+
+TEST_F(RouteSwitchTest, EveryKindOfOrderSurvivesARoundTrip) {
+  const auto dept = newDept();
+  const auto a = newRecord(dept, 50);
+  const auto b = newRecord(dept, 50);
+  // On Redis: a live two-line order, a rolled-back one, a deducted one, a shortage, and a
+  // tombstone of an order never seen.
+  ASSERT_TRUE(isOk(api().preallocate(dept, "live", {{a, 3}, {b, 4}})));
+  ASSERT_TRUE(isOk(api().preallocate(dept, "back", {{a, 5}})));
+  ASSERT_TRUE(isOk(api().rollback(dept, "back")));
+  ASSERT_TRUE(isOk(api().preallocate(dept, "shipped", {{b, 6}})));
+  ASSERT_TRUE(isOk(api().deduct(dept, "shipped")));
+  ASSERT_TRUE(isOk(api().rollback(dept, "ghost")));
+
+  auto to_mysql = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(to_mysql)) << to_mysql.describe();
+  // The MySQL path answers for what Redis held.
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{50, 3, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{44, 4, 0}));
+  auto replay = api().preallocate(dept, "live", {{a, 3}, {b, 4}});
+  ASSERT_TRUE(isOk(replay)) << replay.describe();
+  EXPECT_EQ(replay.boolean("replayed"), true);
+  EXPECT_TRUE(isError(api().preallocate(dept, "back", {{a, 5}}), 409, "order_rolled_back"));
+  EXPECT_TRUE(isError(api().preallocate(dept, "ghost", {{a, 1}}), 409, "order_rolled_back"));
+  EXPECT_TRUE(isError(api().rollback(dept, "shipped"), 409, "order_deducted"));
+  // New work on the MySQL path.
+  ASSERT_TRUE(isOk(api().preallocate(dept, "cold", {{a, 7}})));
+  ASSERT_TRUE(isOk(api().preallocate(dept, "cold-back", {{b, 2}})));
+  ASSERT_TRUE(isOk(api().rollback(dept, "cold-back")));
+  ASSERT_TRUE(isOk(api().rollback(dept, "live")));
+
+  auto to_redis = putRoute(dept, "redis");
+  ASSERT_TRUE(isOk(to_redis)) << to_redis.describe();
+  EXPECT_EQ(api().stock(a).string("route"), "redis");
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{50, 7, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{44, 0, 0}));
+  // Redis knows every order as the database had it.
+  auto cold = api().preallocate(dept, "cold", {{a, 7}});
+  ASSERT_TRUE(isOk(cold)) << cold.describe();
+  EXPECT_EQ(cold.boolean("replayed"), true);
+  EXPECT_TRUE(isError(api().preallocate(dept, "cold", {{a, 8}}), 409, "idempotency_conflict"));
+  EXPECT_TRUE(isError(api().preallocate(dept, "live", {{a, 3}, {b, 4}}), 409, "order_rolled_back"));
+  EXPECT_TRUE(isError(api().preallocate(dept, "cold-back", {{b, 2}}), 409, "order_rolled_back"));
+  EXPECT_TRUE(isError(api().preallocate(dept, "ghost", {{a, 1}}), 409, "order_rolled_back"));
+  EXPECT_TRUE(isError(api().rollback(dept, "shipped"), 409, "order_deducted"));
+  auto shipped = api().order(dept, "shipped");
+  EXPECT_EQ(shipped.string("status"), "deducted") << shipped.describe();
+  ASSERT_TRUE(isOk(api().deduct(dept, "cold")));
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{43, 0, 0}));
+  EXPECT_TRUE(databaseConverges({a, b}));
+}
+
+// What one client saw: the final answer of each order it sent.
+struct Ledger {
+  std::mutex mutex;
+  std::map<std::string, std::int64_t> live;  // order -> qty held on the one record
+  std::int64_t deducted = 0;
+  std::vector<std::string> problems;
+};
+
+// Sends until a final answer arrives (anything but 503 or no answer), or gives up.
+ApiResponse untilFinal(const std::function<ApiResponse()>& send) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (true) {
+    auto response = send();
+    if ((response.status != 0 && response.status != 503) ||
+        std::chrono::steady_clock::now() > deadline) {
+      return response;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+TEST_F(RouteSwitchTest, SwitchingBackAndForthUnderLoadLosesAndDoublesNothing) {
+  constexpr int kClients = 6;
+  constexpr int kSwitches = 6;
+  constexpr std::int64_t kStock = 100'000;
+  const auto dept = newDept();
+  const auto key = newRecord(dept, kStock);
+  Ledger ledger;
+  std::atomic<bool> stop{false};
+  std::atomic<int> orders{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      ApiClient client(allotd().endpoint(), allotd().apiToken());
+      std::mt19937 random(static_cast<unsigned>(c) * 7919U + 1U);
+      for (int n = 0; !stop.load(); ++n) {
+        const std::string order = "c" + std::to_string(c) + "-" + std::to_string(n);
+        const std::int64_t qty = 1 + static_cast<std::int64_t>(random() % 3);
+        auto held = untilFinal([&] { return client.preallocate(dept, order, {{key, qty}}); });
+        orders.fetch_add(1);
+        if (held.status != 200) {
+          std::lock_guard lock(ledger.mutex);
+          ledger.problems.push_back("preallocate " + order + ": " + held.describe());
+          continue;
+        }
+        const auto fate = random() % 3;  // keep, roll back or deduct
+        if (fate != 0) {
+          auto ended = untilFinal([&] {
+            return fate == 1 ? client.rollback(dept, order) : client.deduct(dept, order);
+          });
+          if (ended.status != 200) {
+            std::lock_guard lock(ledger.mutex);
+            ledger.problems.push_back("end " + order + ": " + ended.describe());
+            ledger.live[order] = qty;  // what it holds is unknown; the check will say
+            continue;
+          }
+        }
+        std::lock_guard lock(ledger.mutex);
+        if (fate == 0) ledger.live[order] = qty;
+        if (fate == 2) ledger.deducted += qty;
+      }
+    });
+  }
+  std::vector<std::string> switch_problems;
+  for (int s = 0; s < kSwitches; ++s) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    const std::string_view to = s % 2 == 0 ? "mysql" : "redis";
+    auto answer = untilFinal([&] { return putRoute(dept, to); });
+    if (!isOk(answer) || answer.string("route") != to) {
+      switch_problems.push_back(std::string(to) + ": " + answer.describe());
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  stop = true;
+  for (auto& client : clients) client.join();
+
+  EXPECT_TRUE(switch_problems.empty()) << switch_problems.front();
+  EXPECT_TRUE(ledger.problems.empty())
+      << ledger.problems.size() << " problems, first " << ledger.problems.front();
+  EXPECT_GT(orders.load(), kSwitches * 10) << "the load barely ran";
+  std::int64_t live = 0;
+  for (const auto& [order, qty] : ledger.live) {
+    live += qty;
+    auto view = api().order(dept, order);
+    EXPECT_EQ(view.string("status"), "allocated") << order << ": " << view.describe();
+  }
+  EXPECT_TRUE(hasQuantities(api().stock(key), Quantities{kStock - ledger.deducted, live, 0}))
+      << orders.load() << " orders, " << ledger.live.size() << " live";
+  EXPECT_EQ(api().stock(key).string("route"), "redis");
+  EXPECT_TRUE(databaseConverges({key}));
+  ::testing::Test::RecordProperty("orders", orders.load());
+}
+
+}  // namespace
+}  // namespace allot::testing

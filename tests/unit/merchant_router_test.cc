@@ -1,0 +1,178 @@
+// The MerchantRouter's rules with fakes: which path serves a merchant, the gate around a
+// switch (calls in flight finish first, later calls wait and then take the new route), and a
+// failed switch leaving the merchant refused until it is switched again.
+#include "domain/merchant_router.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace allot {
+namespace {
+
+// A path that names itself in every answer, and can hold a call until released.
+class NamedPath final : public StockApi {
+ public:
+  explicit NamedPath(std::string name) : name_(std::move(name)) {}
+
+  Result<PreallocateOutcome> preallocate(const PreallocateRequest&) override {
+    return fail(ErrorCode::kInternal, "not used");
+  }
+  Result<EndAnswer> rollback(const OrderRef& order) override {
+    calls_.fetch_add(1);
+    if (block_.load()) release_.get_future().wait();
+    return EndAnswer{order.order_no, OrderStatus::kRolledBack, false};
+  }
+  Result<EndAnswer> deduct(const OrderRef&) override { return fail(ErrorCode::kInternal, "x"); }
+  Result<OrderAnswer> findOrder(const OrderRef&) override {
+    return fail(ErrorCode::kNotFound, name_);
+  }
+  Result<Quantities> adjust(const AdjustRequest&, const std::string&) override {
+    return fail(ErrorCode::kInternal, "not used");
+  }
+  Result<Quantities> readRecord(const RecordKey&) override {
+    calls_.fetch_add(1);
+    return Quantities{name_ == "redis" ? 1 : 2, 0, 0};
+  }
+  Result<void> checkReady() override { return {}; }
+
+  void blockNextCalls() { block_ = true; }
+  void releaseCalls() { release_.set_value(); }
+  [[nodiscard]] int calls() const { return calls_.load(); }
+
+ private:
+  std::string name_;
+  std::atomic<int> calls_{0};
+  std::atomic<bool> block_{false};
+  std::promise<void> release_;
+};
+
+class MemoryRouteTable final : public RouteTable {
+ public:
+  Result<std::optional<StoredRoute>> findRoute(const std::string& dept_no) override {
+    std::lock_guard lock(mutex_);
+    reads_++;
+    auto found = routes_.find(dept_no);
+    if (found == routes_.end()) return std::optional<StoredRoute>();
+    return std::optional<StoredRoute>(found->second);
+  }
+  Result<void> saveRoute(const std::string& dept_no, const StoredRoute& route) override {
+    std::lock_guard lock(mutex_);
+    routes_[dept_no] = route;
+    return {};
+  }
+  int reads() {
+    std::lock_guard lock(mutex_);
+    return reads_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, StoredRoute> routes_;
+  int reads_ = 0;
+};
+
+constexpr std::int64_t kRedisAnswer = 1;
+constexpr std::int64_t kMysqlAnswer = 2;
+
+RecordKey recordOf(const std::string& dept) { return RecordKey{dept, "G", "W", "1", "1", "A"}; }
+
+class MerchantRouterTest : public ::testing::Test {
+ protected:
+  // A move that does what RouteSwitch does to the table, and counts itself.
+  RouteMove recordingMove(bool succeed = true) {
+    return [this, succeed](const std::string& dept, Route from, Route to) -> Result<void> {
+      moves_.fetch_add(1);
+      ALLOT_TRY_VOID(table_.saveRoute(dept, StoredRoute{from, true}));
+      if (!succeed) return fail(ErrorCode::kUnavailable, "drain timed out");
+      return table_.saveRoute(dept, StoredRoute{to, false});
+    };
+  }
+  std::int64_t served(MerchantRouter& router, const std::string& dept) {
+    auto quantities = router.readRecord(recordOf(dept));
+    return quantities ? quantities->on_hand : -1;
+  }
+
+  NamedPath redis_{"redis"};
+  NamedPath mysql_{"mysql"};
+  MemoryRouteTable table_;
+  std::atomic<int> moves_{0};
+};
+
+TEST_F(MerchantRouterTest, AMerchantNeverConfiguredTakesTheDefaultRoute) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kMysql, 1000, 100, 100});
+  EXPECT_EQ(served(router, "D1"), kMysqlAnswer);
+  auto view = router.view("D1");
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->route, Route::kMysql);
+  EXPECT_FALSE(view->configured);
+  EXPECT_EQ(router.routeOf("D1"), Route::kMysql);
+}
+
+TEST_F(MerchantRouterTest, ASwitchMovesOnlyThatMerchantAndASecondOneIsANoOp) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  auto switched = router.switchRoute("D1", Route::kMysql);
+  ASSERT_TRUE(switched.has_value()) << switched.error().message;
+  EXPECT_EQ(switched->route, Route::kMysql);
+  EXPECT_TRUE(switched->configured);
+  EXPECT_FALSE(switched->switching);
+  EXPECT_EQ(served(router, "D1"), kMysqlAnswer);
+  EXPECT_EQ(served(router, "D2"), kRedisAnswer);
+  ASSERT_TRUE(router.switchRoute("D1", Route::kMysql).has_value());
+  EXPECT_EQ(moves_.load(), 1);
+}
+
+TEST_F(MerchantRouterTest, ASwitchWaitsForTheCallsInFlightAndLaterCallsTakeTheNewRoute) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kRedis, 1000, 5000, 5000});
+  redis_.blockNextCalls();
+  auto in_flight = std::async(std::launch::async, [&] { return router.rollback({"D1", "O1"}); });
+  while (redis_.calls() == 0) std::this_thread::yield();
+  auto switching =
+      std::async(std::launch::async, [&] { return router.switchRoute("D1", Route::kMysql); });
+  // The switch cannot move anything while the call is on the Redis path.
+  EXPECT_EQ(switching.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+  EXPECT_EQ(moves_.load(), 0);
+  // A call arriving now waits for the switch instead of taking the old route.
+  auto waiting = std::async(std::launch::async, [&] { return served(router, "D1"); });
+  EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  redis_.releaseCalls();
+  ASSERT_TRUE(in_flight.get().has_value());
+  ASSERT_TRUE(switching.get().has_value());
+  EXPECT_EQ(waiting.get(), kMysqlAnswer);
+  EXPECT_EQ(moves_.load(), 1);
+}
+
+TEST_F(MerchantRouterTest, AFailedSwitchLeavesTheMerchantRefusedUntilSwitchedAgain) {
+  MerchantRouter failing(redis_, mysql_, table_, recordingMove(false), {});
+  auto failed = failing.switchRoute("D1", Route::kMysql);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code, ErrorCode::kUnavailable);
+  auto refused = failing.readRecord(recordOf("D1"));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_TRUE(failing.view("D1")->switching);
+
+  MerchantRouter retried(redis_, mysql_, table_, recordingMove(true), {});
+  EXPECT_TRUE(retried.view("D1")->switching);
+  ASSERT_TRUE(retried.switchRoute("D1", Route::kMysql).has_value());
+  EXPECT_EQ(served(retried, "D1"), kMysqlAnswer);
+}
+
+TEST_F(MerchantRouterTest, ASwitchByAnotherProcessIsSeenAfterTheRefreshInterval) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kRedis, 50, 100, 100});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  ASSERT_TRUE(table_.saveRoute("D1", StoredRoute{Route::kMysql, false}).has_value());
+  const int reads = table_.reads();
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);  // cached
+  EXPECT_EQ(table_.reads(), reads);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(served(router, "D1"), kMysqlAnswer);
+}
+
+}  // namespace
+}  // namespace allot
