@@ -3,12 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "domain/order.h"
 #include "mysql/record_params.h"
+#include "redis/keys.h"
 #include "workers/write_back.h"
 
 namespace allot::workers {
@@ -149,13 +151,19 @@ Result<void> RouteSwitch::toMysql(const std::string& dept_no) {
                                              "pending (they need Redis)");
   }
   std::vector<RecordRow> evicted;
+  // The streams the merchant's events can be in: its records' slots and its orders' slots.
+  std::set<std::string> streams;
   ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
     ALLOT_TRY(counters, store_.evictRecord(record.key));
     metrics_.records_evicted.fetch_add(1);
+    streams.insert(redis::keys::outboxFor(redis::keys::usable(record.key)));
     if (counters) evicted.push_back(RecordRow{record.key, *counters});
     return {};
   }));
-  if (!write_back_.waitDrained(std::chrono::steady_clock::now() + options_.drain_timeout)) {
+  ALLOT_TRY(orders, write_back_.scanKeys(redis::keys::order(OrderRef{dept_no, "*"})));
+  for (const auto& order : orders) streams.insert(redis::keys::outboxFor(order));
+  if (!write_back_.drainAppendedBefore(streams,
+                                       std::chrono::steady_clock::now() + options_.drain_timeout)) {
     return fail(ErrorCode::kUnavailable, "the write-back did not drain within " +
                                              std::to_string(options_.drain_timeout.count()) +
                                              " ms");

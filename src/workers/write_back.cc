@@ -121,6 +121,58 @@ bool WriteBack::waitDrained(std::chrono::steady_clock::time_point deadline) {
   return false;
 }
 
+bool WriteBack::drainAppendedBefore(const std::set<std::string>& streams,
+                                    std::chrono::steady_clock::time_point deadline) {
+  // The last id of each stream now: the targets.
+  std::map<std::string, mysql::StreamId> targets;
+  {
+    for (const std::string& stream : streams) {
+      auto last = checked(client_.command(stream, {"XREVRANGE", stream, "+", "-", "COUNT", "1"}),
+                          "XREVRANGE " + stream);
+      if (!last) {
+        spdlog::warn("write-back: drain: {}", last.error().message);
+        return false;
+      }
+      if (!last->isArray() || last->elements.empty()) continue;
+      const auto& entry = last->elements[0];
+      if (!entry.isArray() || entry.elements.empty()) continue;
+      if (auto id = mysql::StreamId::parse(entry.elements[0].str)) targets.emplace(stream, *id);
+    }
+  }
+  // Stream by stream, a batch at a time, letting the loop in between: each stream is read
+  // to its target before the next, so a long backlog does not cost a round of every stream
+  // per batch.
+  for (const auto& [stream, target] : targets) {
+    while (true) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      bool idle = false;
+      {
+        std::lock_guard lock(pass_mutex_);
+        auto position = positionOf(stream);
+        auto applied = position ? mysql::StreamId::parse(*position) : std::nullopt;
+        if (applied && *applied >= target) break;
+        std::int64_t oldest_ms = 0;
+        auto drained = drainStream(stream, oldest_ms);
+        if (!drained) {
+          ++metrics_.batch_failures;
+          spdlog::warn("write-back: drain of {}: {}", stream, drained.error().message);
+          idle = true;
+        } else if (drained->events_read == 0) {
+          // Nothing left to read, yet the position known here is behind: another write-back
+          // process applied and trimmed the rest. Ask the database again.
+          positions_.erase(stream);
+          idle = true;
+        }
+      }
+      if (idle) {
+        std::unique_lock lock(stop_mutex_);
+        stop_signal_.wait_for(lock, options_.tick);
+      }
+    }
+  }
+  return true;
+}
+
 WriteBack::PassResult WriteBack::pass() {
   {
     std::lock_guard lock(noted_mutex_);
@@ -220,14 +272,24 @@ Result<void> WriteBack::trim(const std::string& stream, const std::string& last_
 
 Result<void> WriteBack::sweep() {
   ++metrics_.sweeps;
-  auto failed = [this](Error error) -> Result<void> {
+  auto added = scanMasters("ob:*", [this](const std::string& key) { streams_.insert(key); });
+  if (!added) {
     ++metrics_.sweep_failures;
-    return std::unexpected(std::move(error));
-  };
-  if (!client_.isCluster()) {
-    const Result<void> scanned = scanNode(redis::keys::outboxOfSlot(0));
-    return scanned ? scanned : failed(scanned.error());
+    return std::unexpected(added.error());
   }
+  return {};
+}
+
+Result<std::vector<std::string>> WriteBack::scanKeys(const std::string& pattern) {
+  std::vector<std::string> found;
+  ALLOT_TRY_VOID(scanMasters(pattern, [&found](const std::string& key) { found.push_back(key); }));
+  return found;
+}
+
+Result<void> WriteBack::scanMasters(const std::string& pattern,
+                                    const std::function<void(const std::string&)>& each) {
+  auto failed = [](Error error) -> Result<void> { return std::unexpected(std::move(error)); };
+  if (!client_.isCluster()) return scanNode(redis::keys::outboxOfSlot(0), pattern, each);
   // One slot of each master gives a routing key that reaches it, so a SCAN cursor can be
   // followed on the node that issued it. CLUSTER SLOTS: [[start, end, [host, port, id], ...]].
   auto slots = checked(client_.command("", {"CLUSTER", "SLOTS"}), "CLUSTER SLOTS");
@@ -244,22 +306,22 @@ Result<void> WriteBack::sweep() {
     first_slot_of_master.try_emplace(name, static_cast<std::uint16_t>(range.elements[0].integer));
   }
   for (const auto& [name, slot] : first_slot_of_master) {
-    const Result<void> scanned = scanNode(redis::keys::outboxOfSlot(slot));
-    if (!scanned) return failed(scanned.error());
+    ALLOT_TRY_VOID(scanNode(redis::keys::outboxOfSlot(slot), pattern, each));
   }
   return {};
 }
 
-Result<void> WriteBack::scanNode(const std::string& routing_key) {
+Result<void> WriteBack::scanNode(const std::string& routing_key, const std::string& pattern,
+                                 const std::function<void(const std::string&)>& each) {
   std::string cursor = "0";
   for (std::size_t call = 0; call < kSweepScanCallsMax; ++call) {
-    ALLOT_TRY(reply, checked(client_.command(routing_key, {"SCAN", cursor, "MATCH", "ob:*", "TYPE",
-                                                           "stream", "COUNT", "1000"}),
+    ALLOT_TRY(reply, checked(client_.command(routing_key,
+                                             {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}),
                              "SCAN"));
     if (!reply.isArray() || reply.elements.size() != 2 || !reply.elements[1].isArray()) {
       return fail(ErrorCode::kInternal, "SCAN answered an unexpected shape");
     }
-    for (const redis::Reply& key : reply.elements[1].elements) streams_.insert(key.str);
+    for (const redis::Reply& key : reply.elements[1].elements) each(key.str);
     cursor = reply.elements[0].str;
     if (cursor == "0") return {};
   }

@@ -18,12 +18,14 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "core/result.h"
 #include "mysql/write_back_store.h"
@@ -76,8 +78,16 @@ class WriteBack {
   // A sweep, then passes until no stream has a full batch left: everything appended before
   // the call is in the database when it succeeds. For tests and for the route switch.
   [[nodiscard]] Result<void> drainOnce();
-  // drainOnce() until a pass finds nothing new, or the deadline passes (false).
+  // drainOnce() until a pass finds nothing new, or the deadline passes (false). Under a
+  // steady load a pass always finds something: for tests of a quiet system.
   [[nodiscard]] bool waitDrained(std::chrono::steady_clock::time_point deadline);
+  // True once every event appended to these outbox streams before the call is in the
+  // database; false when the deadline passed first. Events appended later do not hold it up,
+  // so it ends under any load (the route switch uses it).
+  [[nodiscard]] bool drainAppendedBefore(const std::set<std::string>& streams,
+                                         std::chrono::steady_clock::time_point deadline);
+  // Every key matching the SCAN pattern, on every master.
+  [[nodiscard]] Result<std::vector<std::string>> scanKeys(const std::string& pattern);
 
   [[nodiscard]] const WriteBackMetrics& metrics() const { return metrics_; }
 
@@ -102,7 +112,10 @@ class WriteBack {
   [[nodiscard]] Result<void> trim(const std::string& stream, const std::string& last_id);
   // Adds every outbox stream of every master to streams_. Caller holds pass_mutex_.
   [[nodiscard]] Result<void> sweep();
-  [[nodiscard]] Result<void> scanNode(const std::string& routing_key);
+  [[nodiscard]] Result<void> scanMasters(const std::string& pattern,
+                                         const std::function<void(const std::string&)>& each);
+  [[nodiscard]] Result<void> scanNode(const std::string& routing_key, const std::string& pattern,
+                                      const std::function<void(const std::string&)>& each);
 
   redis::Client& client_;
   mysql::WriteBackStore& store_;
@@ -118,7 +131,7 @@ class WriteBack {
 
   std::mutex stop_mutex_;
   std::condition_variable stop_signal_;
-  bool stopping_ = false;  // guarded by stop_mutex_
+  bool stopping_ = false;                    // guarded by stop_mutex_
   std::atomic<bool> stop_requested_{false};  // read by a pass between streams
   std::thread thread_;
 };
