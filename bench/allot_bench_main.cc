@@ -211,7 +211,12 @@ int main(int argc, char** argv) {
   plot_command->add_option("--title", plot_args.title, "the title")->capture_default_str();
   plot_command->add_option("results", plot_args.inputs, "result JSON files")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    // --help is a "parse error" that exits 0; a wrong argument is status 2, as documented.
+    return app.exit(error) == 0 ? 0 : 2;
+  }
   if (plot_command->parsed()) return plot(plot_args);
   return run(run_args);
 }
