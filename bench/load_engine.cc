@@ -335,6 +335,8 @@ EngineReport runLoad(const Workload& workload, const EngineOptions& options) {
   shared.measure_start = options.orders ? start : start + options.warmup;
   const auto planned_end =
       options.orders ? Clock::time_point::max() : shared.measure_start + options.duration;
+  const auto hard_end =
+      options.orders ? start + options.orders_deadline : planned_end + options.grace;
 
   const tcp::endpoint endpoint(asio::ip::make_address(options.host), options.port);
   const int threads = std::max(1, options.threads);
@@ -369,7 +371,7 @@ EngineReport runLoad(const Workload& workload, const EngineOptions& options) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto now = Clock::now();
     if (now >= planned_end) shared.stopping.store(true);
-    if (options.orders == std::nullopt && now >= planned_end + options.grace) {
+    if (now >= hard_end && !report.timed_out) {
       report.timed_out = true;
       for (auto& worker : workers) worker->io.stop();
     }

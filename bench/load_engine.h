@@ -88,8 +88,10 @@ struct EngineOptions {
   std::chrono::milliseconds duration{10'000};
   // Answers to requests started during the warm-up count for the checks, not the figures.
   std::chrono::milliseconds warmup{0};
-  // A run that has not finished this long after its planned end is stopped.
+  // A timed run that has not finished this long after its planned end is stopped, and so is
+  // a run of a number of orders that has not finished this long after its start.
   std::chrono::milliseconds grace{30'000};
+  std::chrono::milliseconds orders_deadline{600'000};
   bool progress = true;
 };
 
