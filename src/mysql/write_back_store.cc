@@ -14,6 +14,9 @@
 
 #include <array>
 #include <charconv>
+#include <map>
+#include <span>
+#include <vector>
 
 #include "domain/order.h"
 #include "domain/record_key.h"
@@ -273,6 +276,149 @@ Result<void> deadLetter(Connection& connection, const std::string& stream, const
   return {};
 }
 
+// ---- The batched apply: the same changes in a few multi-row statements ----
+//
+// Within one batch the record events' changes add up: each record's stock row takes the sum
+// of its events' changes in one statement, and each order line only its last event's state
+// (every line statement sets all of qty, allocated, shortage and state, so the last one is
+// what applying them one by one leaves). Adjust and order events are applied one by one, after
+// the sums gathered so far are written, so they see the row as the one-by-one apply would.
+// When a sum is refused (a CHECK), the batch is applied again event by event, which finds the
+// event to dead-letter.
+
+// Rows per multi-row statement: a fixed set of sizes, so the prepared statements stay few.
+constexpr std::array<std::size_t, 4> kChunkRows = {64, 16, 4, 1};
+
+// Executes `head` + `rows` copies of `row` (joined by commas) + `tail`, with `width` params
+// per row taken from `params`, in chunks of kChunkRows.
+Result<void> executeRows(Connection& connection, std::string_view head, std::string_view row,
+                         std::string_view tail, std::size_t width,
+                         const std::vector<Param>& params) {
+  const std::size_t rows = params.size() / width;
+  std::size_t done = 0;
+  for (const std::size_t chunk : kChunkRows) {
+    while (rows - done >= chunk) {
+      std::string sql(head);
+      for (std::size_t i = 0; i < chunk; ++i) {
+        if (i > 0) sql += ", ";
+        sql += row;
+      }
+      sql += tail;
+      const std::span<const Param> slice(params.data() + done * width, chunk * width);
+      ALLOT_TRY_VOID(connection.execute(sql, slice));
+      done += chunk;
+    }
+  }
+  return {};
+}
+
+struct StockSum {
+  const RecordKey* key = nullptr;
+  std::int64_t preallocated = 0;
+  std::int64_t shortage = 0;
+  std::int64_t on_hand = 0;
+};
+
+class BatchSums {
+ public:
+  void add(const Event& event) {
+    auto& sum = stock_[event.key.index()];
+    sum.key = &event.key;
+    const std::int64_t sign = event.kind == "hold" ? 1 : -1;
+    sum.preallocated += sign * event.allocated;
+    sum.shortage += sign * event.shortage;
+    if (event.kind == "deduct") sum.on_hand -= event.allocated;
+    lines_[event.order_no + "|" + event.key.index()] = &event;
+  }
+
+  // Writes the sums; a CHECK refusal is returned as Permanent (the caller falls back).
+  Result<std::optional<Permanent>> flush(Connection& connection) {
+    if (stock_.empty() && lines_.empty()) return std::optional<Permanent>{};
+    std::vector<Param> stock_params;
+    for (const auto& [index, sum] : stock_) {
+      if (sum.preallocated == 0 && sum.shortage == 0 && sum.on_hand == 0) continue;
+      for (const Param& param : keyParams(*sum.key)) stock_params.push_back(param);
+      stock_params.insert(stock_params.end(),
+                          {Param{sum.preallocated}, Param{sum.shortage}, Param{sum.on_hand}});
+    }
+    auto stocked =
+        executeRows(connection,
+                    "INSERT INTO stock (dept_no, goods_no, warehouse_no, stock_status, stock_type, "
+                    "goods_level, preallocated, shortage, on_hand) VALUES ",
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " ON DUPLICATE KEY UPDATE preallocated = preallocated + VALUES(preallocated), "
+                    "shortage = shortage + VALUES(shortage), on_hand = on_hand + VALUES(on_hand)",
+                    9, stock_params);
+    if (!stocked) {
+      if (connection.lastErrorNumber() == ER_CONSTRAINT_FAILED) {
+        return Permanent{stocked.error().message};
+      }
+      return std::unexpected(stocked.error());
+    }
+    std::vector<Param> line_params;
+    for (const auto& [name, event] : lines_) {
+      if (event->kind == "undo") {
+        ALLOT_TRY_VOID(changeOrderLine(connection, *event));  // a DELETE: rare
+        continue;
+      }
+      const RecordKey& k = event->key;
+      const std::string_view state = event->kind == "hold"     ? "held"
+                                     : event->kind == "deduct" ? "deducted"
+                                                               : "released";
+      line_params.insert(
+          line_params.end(),
+          {Param{std::string_view(k.dept_no)}, Param{std::string_view(event->order_no)},
+           Param{std::string_view(k.goods_no)}, Param{std::string_view(k.warehouse_no)},
+           Param{std::string_view(k.stock_status)}, Param{std::string_view(k.stock_type)},
+           Param{std::string_view(k.goods_level)}, Param{event->allocated + event->shortage},
+           Param{event->allocated}, Param{event->shortage}, Param{state}});
+    }
+    ALLOT_TRY_VOID(executeRows(
+        connection,
+        "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
+        "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+        " ON DUPLICATE KEY UPDATE qty = VALUES(qty), allocated = VALUES(allocated), "
+        "shortage = VALUES(shortage), state = VALUES(state)",
+        11, line_params));
+    stock_.clear();
+    lines_.clear();
+    return std::optional<Permanent>{};
+  }
+
+ private:
+  std::map<std::string, StockSum> stock_;      // by record index
+  std::map<std::string, const Event*> lines_;  // by order|record index: last event
+};
+
+// The batch with sums; nullopt when it must be applied event by event instead (a malformed
+// event, a refused adjust or order, or a refused sum), after the caller rolled it back.
+Result<std::optional<std::size_t>> applySummed(Connection& connection,
+                                               const std::vector<const OutboxEvent*>& raws) {
+  std::vector<Event> events;
+  events.reserve(raws.size());
+  for (const OutboxEvent* raw : raws) {
+    auto event = decodeEvent(*raw);
+    if (!event) return std::optional<std::size_t>();
+    events.push_back(std::move(*event));
+  }
+  BatchSums sums;
+  for (const Event& event : events) {
+    if (event.kind == "adjust" || event.kind == "order") {
+      ALLOT_TRY(refused, sums.flush(connection));
+      if (refused) return std::optional<std::size_t>();
+      ALLOT_TRY(one, event.kind == "adjust" ? applyAdjust(connection, event)
+                                            : applyOrder(connection, event));
+      if (one) return std::optional<std::size_t>();
+      continue;
+    }
+    sums.add(event);
+  }
+  ALLOT_TRY(refused, sums.flush(connection));
+  if (refused) return std::optional<std::size_t>();
+  return std::optional<std::size_t>(events.size());
+}
+
 }  // namespace
 
 std::optional<StreamId> StreamId::parse(std::string_view text) {
@@ -326,6 +472,7 @@ Result<BatchOutcome> WriteBackStore::applyBatch(const std::string& stream,
       return fail(ErrorCode::kInternal, "outbox position of " + stream + " is malformed");
     BatchOutcome outcome;
     StreamId last = *stored;
+    std::vector<const OutboxEvent*> fresh;
     for (const OutboxEvent& raw : events) {
       const auto id = StreamId::parse(raw.id);
       if (!id) return fail(ErrorCode::kInternal, "stream id '" + raw.id + "' is malformed");
@@ -333,15 +480,26 @@ Result<BatchOutcome> WriteBackStore::applyBatch(const std::string& stream,
         ++outcome.skipped;
         continue;
       }
-      ALLOT_TRY(refused, applyEvent(connection, raw));
-      if (refused) {
-        ALLOT_TRY_VOID(deadLetter(connection, stream, raw, refused->reason));
-        ++outcome.dead_lettered;
-        outcome.dead_letter_reasons.push_back(raw.id + ": " + refused->reason);
-      } else {
-        ++outcome.applied;
-      }
+      fresh.push_back(&raw);
       last = *id;
+    }
+    ALLOT_TRY_VOID(connection.executeText("SAVEPOINT allot_batch"));
+    ALLOT_TRY(summed, applySummed(connection, fresh));
+    if (summed) {
+      outcome.applied = *summed;
+    } else {
+      // Event by event, to find what must be dead-lettered.
+      ALLOT_TRY_VOID(connection.executeText("ROLLBACK TO SAVEPOINT allot_batch"));
+      for (const OutboxEvent* raw : fresh) {
+        ALLOT_TRY(refused, applyEvent(connection, *raw));
+        if (refused) {
+          ALLOT_TRY_VOID(deadLetter(connection, stream, *raw, refused->reason));
+          ++outcome.dead_lettered;
+          outcome.dead_letter_reasons.push_back(raw->id + ": " + refused->reason);
+        } else {
+          ++outcome.applied;
+        }
+      }
     }
     outcome.last_id = last.text();
     const auto moved = static_cast<std::int64_t>(outcome.applied + outcome.dead_lettered);
