@@ -121,7 +121,9 @@ int run(const allot::app::Config& config) {
   write_back.start();
   allot::SystemClock clock;
   allot::ServiceCounters counters;
-  allot::PreallocationService redis_path(store, **ledger, clock, counters);
+  allot::ServiceOptions service_options;
+  service_options.coalesce_holds = config.coalesce_holds;
+  allot::PreallocationService redis_path(store, **ledger, clock, counters, service_options);
   allot::mysql::MysqlPath mysql_path((*ledger)->pool());
   // Until per-merchant routing lands, the default route picks the path for every merchant.
   allot::StockApi& service = config.default_route == allot::Route::kMysql

@@ -5,8 +5,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <string>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "domain/ports.h"
 #include "redis/client.h"
@@ -39,6 +40,8 @@ class RedisStockStore final : public HotStore {
 
   Result<HoldOutcome> hold(const RecordKey& key, const std::string& order_no, std::int64_t qty,
                            bool allow_shortage) override;
+  Result<std::vector<HoldOutcome>> holdBatch(const RecordKey& key,
+                                             const std::vector<HoldRequest>& requests) override;
   Result<ReleaseOutcome> release(const RecordKey& key, const std::string& order_no,
                                  ReleaseKind kind) override;
   Result<HotAdjustOutcome> adjust(const RecordKey& key, const std::string& ref,
@@ -50,9 +53,12 @@ class RedisStockStore final : public HotStore {
  private:
   struct Scripts;
 
-  // evalScript for a script whose last key is the outbox stream it may append to.
-  [[nodiscard]] Result<Reply> evalAppending(const Script& script, const std::vector<std::string>& keys,
-                                            const std::vector<std::string>& args);
+  // evalScript for a script that may append to the outbox stream keys[stream_at] (by default
+  // its last key).
+  [[nodiscard]] Result<Reply> evalAppending(const Script& script,
+                                            const std::vector<std::string>& keys,
+                                            const std::vector<std::string>& args,
+                                            std::optional<std::size_t> stream_at = std::nullopt);
 
   Client& client_;
   StoreOptions options_;
