@@ -123,6 +123,7 @@ int run(const allot::app::Config& config) {
   allot::ServiceCounters counters;
   allot::ServiceOptions service_options;
   service_options.coalesce_holds = config.coalesce_holds;
+  service_options.hold_calls_in_flight = static_cast<std::size_t>(config.hold_calls_in_flight);
   allot::PreallocationService redis_path(store, **ledger, clock, counters, service_options);
   allot::mysql::MysqlPath mysql_path((*ledger)->pool());
   // Until per-merchant routing lands, the default route picks the path for every merchant.

@@ -75,6 +75,8 @@ const std::vector<Key>& keys() {
            return fail(ErrorCode::kInvalidRequest, "coalesce_holds must be true or false");
          return {};
        }},
+      {"hold_calls_in_flight",
+       integer("hold_calls_in_flight", &Config::hold_calls_in_flight, 1, 16)},
       {"retention_seconds",
        integer("retention_seconds", &Config::retention_seconds, 60, 366LL * 24 * 3600)},
       {"startup_timeout_ms",

@@ -29,7 +29,10 @@ struct PreallocationService::Lease {
 PreallocationService::PreallocationService(HotStore& hot, Ledger& ledger, Clock& clock,
                                            ServiceCounters& counters, ServiceOptions options)
     : hot_(hot), ledger_(ledger), clock_(clock), counters_(counters), options_(options) {
-  if (options_.coalesce_holds) coalescer_ = std::make_unique<HoldCoalescer>(hot_, counters_);
+  if (options_.coalesce_holds) {
+    coalescer_ = std::make_unique<HoldCoalescer>(hot_, counters_, limits::kHoldBatchMax,
+                                                 options_.hold_calls_in_flight);
+  }
   std::random_device device;
   token_seed_ = (static_cast<std::uint64_t>(device()) << 32) ^ device();
 }

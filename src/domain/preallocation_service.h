@@ -28,6 +28,7 @@ struct ServiceOptions {
   int reverse_attempts = limits::kReverseAttemptsMax;
   // Group commit: concurrent holds of one record go to the store together (HoldCoalescer).
   bool coalesce_holds = true;
+  std::size_t hold_calls_in_flight = limits::kHoldCallsInFlightMax;  // per record
 };
 
 class PreallocationService final : public StockApi {

@@ -18,6 +18,9 @@ using fakes::FakeHotStore;
 
 RecordKey record(const std::string& goods) { return RecordKey{"D1", goods, "W1"}; }
 
+// The queueing tests allow one call in flight, so that every hold after the first queues.
+constexpr std::size_t kOneCall = 1;
+
 // Blocks the first batch call until `queued` more holds wait behind it, so the test knows
 // exactly what the second call carries (no sleep: it waits on the coalescer's own count).
 class CoalescerTest : public ::testing::Test {
@@ -72,7 +75,7 @@ TEST_F(CoalescerTest, ALoneHoldIsABatchOfOne) {
 
 TEST_F(CoalescerTest, HoldsQueuedBehindACallGoTogetherEachWithItsOwnAnswer) {
   stock("G1", 5);
-  HoldCoalescer coalescer(hot_, counters_);
+  HoldCoalescer coalescer(hot_, counters_, limits::kHoldBatchMax, kOneCall);
   const auto key = record("G1");
   holdFirstBatchUntilQueued(coalescer, key, 8);
   std::vector<HoldRequest> requests;
@@ -101,7 +104,7 @@ TEST_F(CoalescerTest, EachHoldKeepsItsOwnRules) {
   const auto key = record("G1");
   hot_.tombstones.insert({key.index(), "rolled"});
   hot_.holds[{key.index(), "earlier"}] = FakeHotStore::Hold{2, 1, false};
-  HoldCoalescer coalescer(hot_, counters_);
+  HoldCoalescer coalescer(hot_, counters_, limits::kHoldBatchMax, kOneCall);
   holdFirstBatchUntilQueued(coalescer, key, 5);
   // Applied in queue order: "first" takes 1 of 4, then the others in turn.
   const std::vector<HoldRequest> requests{{"first", 1, false},   {"rolled", 1, false},
@@ -131,7 +134,7 @@ TEST_F(CoalescerTest, EachHoldKeepsItsOwnRules) {
 
 TEST_F(CoalescerTest, AFailedCallFailsEveryHoldInIt) {
   stock("G1", 10);
-  HoldCoalescer coalescer(hot_, counters_);
+  HoldCoalescer coalescer(hot_, counters_, limits::kHoldBatchMax, kOneCall);
   const auto key = record("G1");
   holdFirstBatchUntilQueued(coalescer, key, 3);
   int calls = 0;
@@ -150,7 +153,7 @@ TEST_F(CoalescerTest, AFailedCallFailsEveryHoldInIt) {
 
 TEST_F(CoalescerTest, ABatchNeverExceedsItsLimit) {
   stock("G1", 100);
-  HoldCoalescer coalescer(hot_, counters_, /*batch_max=*/3);
+  HoldCoalescer coalescer(hot_, counters_, /*batch_max=*/3, /*calls_in_flight_max=*/1);
   const auto key = record("G1");
   holdFirstBatchUntilQueued(coalescer, key, 7);
   std::vector<HoldRequest> requests;
@@ -163,6 +166,38 @@ TEST_F(CoalescerTest, ABatchNeverExceedsItsLimit) {
   EXPECT_EQ(batch_sizes_, (std::vector<std::size_t>{1, 3, 3, 1}));
   EXPECT_EQ(counters_.hold_batches.load(), 4u);
   EXPECT_EQ(counters_.holds_batched.load(), 8u);
+}
+
+TEST_F(CoalescerTest, ASecondCallGoesOutWhileTheFirstIsInFlight) {
+  stock("G1", 10);
+  HoldCoalescer coalescer(hot_, counters_, limits::kHoldBatchMax, /*calls_in_flight_max=*/2);
+  const auto key = record("G1");
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool second_answered = false;
+  hot_.before_batch = [&](const RecordKey&, const std::vector<HoldRequest>& requests) {
+    std::unique_lock lock(mutex);
+    batch_sizes_.push_back(requests.size());
+    if (requests.front().order_no != "A") return;
+    // With one call in flight at most, this would wait forever.
+    changed.wait(lock, [&] { return second_answered; });
+  };
+  Result<HoldOutcome> first = fail(ErrorCode::kInternal, "not run");
+  std::thread thread([&] { first = coalescer.hold(key, {"A", 1, false}); });
+  coalescer.waitUntilInFlight(key);
+  auto second = coalescer.hold(key, {"B", 2, false});
+  {
+    std::lock_guard lock(mutex);
+    second_answered = true;
+  }
+  changed.notify_all();
+  thread.join();
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ(second->kind, HoldOutcome::Kind::kHeld);
+  EXPECT_EQ(second->available, 8);  // B went first: A's call was held back
+  EXPECT_EQ(first->kind, HoldOutcome::Kind::kHeld);
+  EXPECT_EQ(first->available, 7);
+  EXPECT_EQ(batch_sizes_.size(), 2u);
 }
 
 }  // namespace
