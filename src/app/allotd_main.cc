@@ -178,7 +178,10 @@ int run(const allot::app::Config& config) {
   if (own_write_back) write_back.start();
   allot::SystemClock clock;
   allot::ServiceCounters counters;
-  allot::PreallocationService redis_path(store, **ledger, clock, counters);
+  allot::ServiceOptions service_options;
+  service_options.coalesce_holds = config.coalesce_holds;
+  service_options.hold_calls_in_flight = static_cast<std::size_t>(config.hold_calls_in_flight);
+  allot::PreallocationService redis_path(store, **ledger, clock, counters, service_options);
   allot::mysql::MysqlPath mysql_path((*ledger)->pool());
   // Compensation, the seed's second stage: apply the reverses that failed inline.
   allot::mysql::MysqlCompensationQueue compensation_queue((*ledger)->pool());

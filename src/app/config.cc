@@ -66,6 +66,18 @@ const std::vector<Key>& keys() {
                                static_cast<std::int64_t>(limits::kHttpThreadsMax))},
       {"redis_pool_size", integer("redis_pool_size", &Config::redis_pool_size, 1,
                                   static_cast<std::int64_t>(limits::kRedisPoolSizeMax))},
+      {"coalesce_holds",
+       [](Config& config, std::string_view value) -> Result<void> {
+         if (value == "true" || value == "1")
+           config.coalesce_holds = true;
+         else if (value == "false" || value == "0")
+           config.coalesce_holds = false;
+         else
+           return fail(ErrorCode::kInvalidRequest, "coalesce_holds must be true or false");
+         return {};
+       }},
+      {"hold_calls_in_flight",
+       integer("hold_calls_in_flight", &Config::hold_calls_in_flight, 1, 16)},
       {"retention_seconds",
        integer("retention_seconds", &Config::retention_seconds, 60, 366LL * 24 * 3600)},
       {"startup_timeout_ms",
@@ -95,6 +107,7 @@ std::string envName(const char* key) {
 std::optional<std::string> tomlText(const toml::node& node) {
   if (auto s = node.value<std::string>()) return *s;
   if (auto i = node.value<std::int64_t>()) return std::to_string(*i);
+  if (auto b = node.value<bool>()) return *b ? "true" : "false";
   return std::nullopt;
 }
 
@@ -118,7 +131,7 @@ Result<void> applyFile(Config& config, const std::string& path) {
     const auto value = tomlText(node);
     if (!value) {
       return fail(ErrorCode::kInvalidRequest,
-                  path + ": " + key->name + " must be a string or an integer");
+                  path + ": " + key->name + " must be a string, an integer or a boolean");
     }
     ALLOT_TRY_VOID(key->set(config, *value));
   }

@@ -23,6 +23,8 @@ struct Config {
   Route default_route = Route::kRedis;
   std::int64_t http_threads = 64;
   std::int64_t redis_pool_size = 64;
+  bool coalesce_holds = true;  // group commit of concurrent holds on one record
+  std::int64_t hold_calls_in_flight = 2;  // coalesced hold calls of one record at once
   std::int64_t retention_seconds = 7 * 24 * 3600;
   std::int64_t startup_timeout_ms = 30'000;  // how long to wait for Redis and MariaDB at start
   std::string log_level = "info";

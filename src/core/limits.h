@@ -25,6 +25,11 @@ inline constexpr int kRedisRedirectsMax = 5;   // MOVED/ASK hops per call
 inline constexpr std::size_t kRedisPoolSizeMax = 256;
 inline constexpr std::size_t kMysqlPoolSizeMax = 64;
 inline constexpr std::size_t kHttpThreadsMax = 512;
+// Holds of one record coalesced into one script call: bounds the script's run time (Redis
+// serves nothing else meanwhile) and its KEYS (two per hold).
+inline constexpr std::size_t kHoldBatchMax = 64;
+// Coalesced hold calls of one record in flight at once (each on its own connection).
+inline constexpr std::size_t kHoldCallsInFlightMax = 2;
 
 inline constexpr std::int64_t kOrderLeaseMs = 30'000;  // a pending order's claim
 inline constexpr std::int64_t kBusyWaitMs = 2'000;     // how long a duplicate waits

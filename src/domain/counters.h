@@ -18,10 +18,12 @@ struct ServiceCounters {
   std::atomic<std::uint64_t> reverse_retries{0};           // compensation stage 1: inline retries
   std::atomic<std::uint64_t> compensations_recorded{0};    // stage 2: durable tasks written
   std::atomic<std::uint64_t> compensations_unrecorded{0};  // stage 2 failed too: left to the scan
-  std::atomic<std::uint64_t> busy_waits_exhausted{0};   // duplicates answered 503 after waiting
-  std::atomic<std::uint64_t> compensations_applied{0};  // stage 2 tasks applied by the worker
+  std::atomic<std::uint64_t> busy_waits_exhausted{0};      // duplicates answered 503 after waiting
+  std::atomic<std::uint64_t> compensations_applied{0};     // stage 2 tasks applied by the worker
   std::atomic<std::uint64_t> compensation_attempts_failed{0};
   std::atomic<std::uint64_t> compensations_given_up{0};  // left to an operator and the scan
+  std::atomic<std::uint64_t> hold_batches{0};   // coalesced hold calls (HotStore::holdBatch)
+  std::atomic<std::uint64_t> holds_batched{0};  // holds carried by them
 };
 
 }  // namespace allot

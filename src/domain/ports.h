@@ -79,6 +79,13 @@ struct HoldOutcome {
   std::int64_t available = 0;  // kInsufficient: what was available
 };
 
+// One hold of a batch (HotStore::holdBatch): one order's line on the batch's record.
+struct HoldRequest {
+  std::string order_no;
+  std::int64_t qty = 0;
+  bool allow_shortage = false;
+};
+
 struct ReleaseOutcome {
   bool released = false;  // false: nothing was held (already released, or never held)
   std::int64_t allocated = 0;
@@ -123,6 +130,11 @@ class HotStore {
 
   [[nodiscard]] virtual Result<HoldOutcome> hold(const RecordKey& key, const std::string& order_no,
                                                  std::int64_t qty, bool allow_shortage) = 0;
+  // Holds of one record for several orders in one atomic step, one after the other in the
+  // order given, each with exactly the outcome hold() would have given it at that point.
+  // Returns one outcome per request, in order. requests: 1..limits::kHoldBatchMax.
+  [[nodiscard]] virtual Result<std::vector<HoldOutcome>> holdBatch(
+      const RecordKey& key, const std::vector<HoldRequest>& requests) = 0;
   [[nodiscard]] virtual Result<ReleaseOutcome> release(const RecordKey& key,
                                                        const std::string& order_no,
                                                        ReleaseKind kind) = 0;

@@ -29,6 +29,10 @@ struct PreallocationService::Lease {
 PreallocationService::PreallocationService(HotStore& hot, Ledger& ledger, Clock& clock,
                                            ServiceCounters& counters, ServiceOptions options)
     : hot_(hot), ledger_(ledger), clock_(clock), counters_(counters), options_(options) {
+  if (options_.coalesce_holds) {
+    coalescer_ = std::make_unique<HoldCoalescer>(hot_, counters_, limits::kHoldBatchMax,
+                                                 options_.hold_calls_in_flight);
+  }
   std::random_device device;
   token_seed_ = (static_cast<std::uint64_t>(device()) << 32) ^ device();
 }
@@ -157,7 +161,8 @@ Result<HoldOutcome> PreallocationService::holdOne(const LineRequest& line,
                                                   const std::string& order_no,
                                                   bool allow_shortage) {
   for (int attempt = 0; attempt < limits::kLoadAttemptsMax; ++attempt) {
-    ALLOT_TRY(outcome, hot_.hold(line.key, order_no, line.qty, allow_shortage));
+    ALLOT_TRY(outcome, coalescer_ ? coalescer_->hold(line.key, {order_no, line.qty, allow_shortage})
+                                  : hot_.hold(line.key, order_no, line.qty, allow_shortage));
     if (outcome.kind != HoldOutcome::Kind::kNotLoaded) return outcome;
     // An unknown record has nothing available; with allow_shortage the shortage is recorded
     // on it, so it must exist.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "core/limits.h"
 #include "core/result.h"
 #include "domain/counters.h"
+#include "domain/hold_coalescer.h"
 #include "domain/order.h"
 #include "domain/ports.h"
 #include "domain/stock_api.h"
@@ -24,6 +26,9 @@ struct ServiceOptions {
   std::int64_t order_lease_ms = limits::kOrderLeaseMs;
   std::int64_t busy_wait_ms = limits::kBusyWaitMs;
   int reverse_attempts = limits::kReverseAttemptsMax;
+  // Group commit: concurrent holds of one record go to the store together (HoldCoalescer).
+  bool coalesce_holds = true;
+  std::size_t hold_calls_in_flight = limits::kHoldCallsInFlightMax;  // per record
 };
 
 class PreallocationService final : public StockApi {
@@ -81,6 +86,7 @@ class PreallocationService final : public StockApi {
   Clock& clock_;
   ServiceCounters& counters_;
   ServiceOptions options_;
+  std::unique_ptr<HoldCoalescer> coalescer_;  // null when coalescing is off
   std::atomic<std::uint64_t> token_sequence_{0};
   std::uint64_t token_seed_;
 };

@@ -237,6 +237,10 @@ HttpAnswer Router::metrics() {
   counter("allot_rollbacks_total", "Orders rolled back.", counters_.rollbacks.load());
   counter("allot_deducts_total", "Orders deducted.", counters_.deducts.load());
   counter("allot_adjusts_total", "Stock adjustments applied.", counters_.adjusts.load());
+  counter("allot_hold_batches_total", "Coalesced hold calls to Redis (one script call each).",
+          counters_.hold_batches.load());
+  counter("allot_holds_batched_total", "Holds carried by the coalesced hold calls.",
+          counters_.holds_batched.load());
   counter("allot_compensation_inline_retries_total",
           "Compensation stage 1: reverse operations retried inline.",
           counters_.reverse_retries.load());

@@ -97,11 +97,13 @@ RedisStockStore::~RedisStockStore() = default;
 
 Result<Reply> RedisStockStore::evalAppending(const Script& script,
                                              const std::vector<std::string>& keys,
-                                             const std::vector<std::string>& args) {
+                                             const std::vector<std::string>& args,
+                                             std::optional<std::size_t> stream_at) {
   auto reply = client_.evalScript(script, keys, args);
   // Noted even when the outcome is unknown (a timeout): reading a stream with nothing new
   // costs one XRANGE, missing one costs a sweep interval of lag.
-  if (options_.on_outbox_append) options_.on_outbox_append(keys.back());
+  if (options_.on_outbox_append)
+    options_.on_outbox_append(keys[stream_at.value_or(keys.size() - 1)]);
   return reply;
 }
 
@@ -199,28 +201,47 @@ Result<std::optional<StoredOrder>> RedisStockStore::readOrder(const OrderRef& or
 
 Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::string& order_no,
                                           std::int64_t qty, bool allow_shortage) {
-  ALLOT_ASSERT(qty >= limits::kLineQtyMin && qty <= limits::kLineQtyMax);
+  ALLOT_TRY(outcomes, holdBatch(key, {HoldRequest{order_no, qty, allow_shortage}}));
+  return outcomes.front();
+}
+
+Result<std::vector<HoldOutcome>> RedisStockStore::holdBatch(
+    const RecordKey& key, const std::vector<HoldRequest>& requests) {
+  ALLOT_ASSERT(!requests.empty() && requests.size() <= limits::kHoldBatchMax);
+  // hold.lua's layout: KEYS u s l o1 rb1 ob o2 rb2 ..., ARGV index dept (order qty shortage)...
   const auto usable = keys::usable(key);
-  ALLOT_TRY(reply,
-            evalAppending(
-                scripts_->hold,
-                {usable, keys::subtracted(key), keys::ullage(key), keys::operate(key, order_no),
-                 keys::rollbackTombstone(key, order_no), keys::outboxFor(usable)},
-                {key.index(), key.dept_no, order_no, decimal(qty), allow_shortage ? "1" : "0"}));
-  ALLOT_TRY(elements, arrayOf("hold", reply, 4));
-  HoldOutcome outcome;
-  switch (integerAt(*elements, 0)) {
-    case 0: outcome.kind = HoldOutcome::Kind::kInsufficient; break;
-    case 1: outcome.kind = HoldOutcome::Kind::kHeld; break;
-    case 2: outcome.kind = HoldOutcome::Kind::kAlreadyHeld; break;
-    case 3: outcome.kind = HoldOutcome::Kind::kRolledBack; break;
-    case 4: outcome.kind = HoldOutcome::Kind::kNotLoaded; break;
-    default: return std::unexpected(unexpected("hold", reply));
+  std::vector<std::string> script_keys{usable, keys::subtracted(key), keys::ullage(key)};
+  std::vector<std::string> args{key.index(), key.dept_no};
+  script_keys.reserve(3 + 2 * requests.size() + 1);
+  args.reserve(2 + 3 * requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto& request = requests[i];
+    ALLOT_ASSERT(request.qty >= limits::kLineQtyMin && request.qty <= limits::kLineQtyMax);
+    script_keys.push_back(keys::operate(key, request.order_no));
+    script_keys.push_back(keys::rollbackTombstone(key, request.order_no));
+    if (i == 0) script_keys.push_back(keys::outboxFor(usable));
+    args.push_back(request.order_no);
+    args.push_back(decimal(request.qty));
+    args.push_back(request.allow_shortage ? "1" : "0");
   }
-  outcome.allocated = integerAt(*elements, 1);
-  outcome.shortage = integerAt(*elements, 2);
-  outcome.available = integerAt(*elements, 3);
-  return outcome;
+  ALLOT_TRY(reply, evalAppending(scripts_->hold, script_keys, args, /*stream_at=*/5));
+  ALLOT_TRY(elements, arrayOf("hold", reply, 4 * requests.size()));
+  std::vector<HoldOutcome> outcomes(requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto& outcome = outcomes[i];
+    switch (integerAt(*elements, 4 * i)) {
+      case 0: outcome.kind = HoldOutcome::Kind::kInsufficient; break;
+      case 1: outcome.kind = HoldOutcome::Kind::kHeld; break;
+      case 2: outcome.kind = HoldOutcome::Kind::kAlreadyHeld; break;
+      case 3: outcome.kind = HoldOutcome::Kind::kRolledBack; break;
+      case 4: outcome.kind = HoldOutcome::Kind::kNotLoaded; break;
+      default: return std::unexpected(unexpected("hold", reply));
+    }
+    outcome.allocated = integerAt(*elements, 4 * i + 1);
+    outcome.shortage = integerAt(*elements, 4 * i + 2);
+    outcome.available = integerAt(*elements, 4 * i + 3);
+  }
+  return outcomes;
 }
 
 Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std::string& order_no,

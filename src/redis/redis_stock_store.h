@@ -41,6 +41,8 @@ class RedisStockStore final : public HotStore {
 
   Result<HoldOutcome> hold(const RecordKey& key, const std::string& order_no, std::int64_t qty,
                            bool allow_shortage) override;
+  Result<std::vector<HoldOutcome>> holdBatch(const RecordKey& key,
+                                             const std::vector<HoldRequest>& requests) override;
   Result<ReleaseOutcome> release(const RecordKey& key, const std::string& order_no,
                                  ReleaseKind kind) override;
   Result<HotAdjustOutcome> adjust(const RecordKey& key, const std::string& ref,
@@ -72,10 +74,12 @@ class RedisStockStore final : public HotStore {
 
   [[nodiscard]] Result<bool> load(const RecordKey& key, const Quantities& from_db, bool unfence);
 
-  // evalScript for a script whose last key is the outbox stream it may append to.
+  // evalScript for a script that may append to the outbox stream keys[stream_at] (by default
+  // its last key).
   [[nodiscard]] Result<Reply> evalAppending(const Script& script,
                                             const std::vector<std::string>& keys,
-                                            const std::vector<std::string>& args);
+                                            const std::vector<std::string>& args,
+                                            std::optional<std::size_t> stream_at = std::nullopt);
 
   Client& client_;
   StoreOptions options_;

@@ -210,6 +210,72 @@ TEST_P(StoreTest, EveryKeyOfARecordSharesTheSlotOfItsOutbox) {
   }
 }
 
+TEST_P(StoreTest, ABatchOfHoldsAnswersEachAsSingleHoldsInTurnWould) {
+  const auto key = record("G1");
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{6, 0, 0}).value());
+  ASSERT_TRUE(store_->hold(key, "held-before", 1, false)->kind == HoldOutcome::Kind::kHeld);
+  ASSERT_TRUE(store_->release(key, "rolled", ReleaseKind::kRollback).has_value());  // tombstone
+  // In turn: 5 usable; "a" takes 2; "held-before" is a replay; "rolled" is refused by its
+  // tombstone; "big" is short (3 left); "b" takes 3; "short" takes 0 and records 4 as shortage;
+  // "a" again is a replay of its first hold.
+  const std::vector<HoldRequest> requests{
+      {"a", 2, false}, {"held-before", 1, false}, {"rolled", 1, false}, {"big", 4, false},
+      {"b", 3, false}, {"short", 4, true},        {"a", 2, false}};
+  struct Expected {
+    HoldOutcome::Kind kind;
+    std::int64_t allocated, shortage, available;
+  };
+  const std::vector<Expected> expected{
+      {HoldOutcome::Kind::kHeld, 2, 0, 3},       {HoldOutcome::Kind::kAlreadyHeld, 1, 0, 0},
+      {HoldOutcome::Kind::kRolledBack, 0, 0, 0}, {HoldOutcome::Kind::kInsufficient, 0, 0, 3},
+      {HoldOutcome::Kind::kHeld, 3, 0, 0},       {HoldOutcome::Kind::kHeld, 0, 4, 0},
+      {HoldOutcome::Kind::kAlreadyHeld, 2, 0, 0}};
+  auto outcomes = store_->holdBatch(key, requests);
+  ASSERT_TRUE(outcomes.has_value()) << outcomes.error().message;
+  ASSERT_EQ(outcomes->size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    SCOPED_TRACE(std::to_string(i) + " " + requests[i].order_no);
+    EXPECT_EQ((*outcomes)[i].kind, expected[i].kind);
+    EXPECT_EQ((*outcomes)[i].allocated, expected[i].allocated);
+    EXPECT_EQ((*outcomes)[i].shortage, expected[i].shortage);
+    EXPECT_EQ((*outcomes)[i].available, expected[i].available);
+  }
+  EXPECT_EQ(read(key), (Quantities{6, 6, 4}));
+  // One outbox event and one anti-duplicate key per hold that happened, as single holds.
+  const auto usable = redis::keys::usable(key);
+  for (const std::string order : {"a", "b", "short"}) {
+    EXPECT_EQ(outboxEvents(usable, "hold", order).size(), 1u) << order;
+    const auto operate = redis::keys::operate(key, order);
+    EXPECT_EQ(client_->command(operate, {"EXISTS", operate})->integer, 1) << order;
+  }
+  for (const std::string order : {"rolled", "big"}) {
+    EXPECT_TRUE(outboxEvents(usable, "hold", order).empty()) << order;
+    const auto operate = redis::keys::operate(key, order);
+    EXPECT_EQ(client_->command(operate, {"EXISTS", operate})->integer, 0) << order;
+  }
+  // Each hold of a batch is released on its own, like any other hold.
+  EXPECT_TRUE(store_->release(key, "b", ReleaseKind::kUndo)->released);
+  EXPECT_EQ(read(key), (Quantities{6, 3, 4}));
+}
+
+TEST_P(StoreTest, AFullBatchFitsInOneScriptCall) {
+  const auto key = record("G1");
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{1'000, 0, 0}).value());
+  std::vector<HoldRequest> requests;
+  for (std::size_t i = 0; i < limits::kHoldBatchMax; ++i) {
+    requests.push_back({"O" + std::to_string(i), 1, false});
+  }
+  auto outcomes = store_->holdBatch(key, requests);
+  ASSERT_TRUE(outcomes.has_value()) << outcomes.error().message;
+  ASSERT_EQ(outcomes->size(), limits::kHoldBatchMax);
+  for (std::size_t i = 0; i < outcomes->size(); ++i) {
+    EXPECT_EQ((*outcomes)[i].kind, HoldOutcome::Kind::kHeld);
+    EXPECT_EQ((*outcomes)[i].available, static_cast<std::int64_t>(1'000 - 1 - i));
+  }
+  const auto held = static_cast<std::int64_t>(limits::kHoldBatchMax);
+  EXPECT_EQ(read(key), (Quantities{1'000, held, 0}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Redis, StoreTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
 

@@ -1,45 +1,67 @@
--- hold.lua: holds `qty` of one record for one order (one line of a pre-allocation).
+-- hold.lua: holds stock of one record for N orders (N >= 1), one line of a pre-allocation
+-- each, in the order given. Concurrent holds of one hot record are coalesced into one call
+-- (group commit); each hold gets its own answer, its own anti-duplicate key and its own
+-- outbox event, exactly as if it had been called alone, one after the other.
 --
 -- KEYS[1] u:{rec}           usable counter (= available)
 -- KEYS[2] s:{rec}           subtracted counter (= preallocated)
 -- KEYS[3] l:{rec}           ullage counter (= shortage)
--- KEYS[4] o:{rec}:<order>   anti-duplicate key of this order on this record, "allocated:shortage"
--- KEYS[5] rb:{rec}:<order>  rollback tombstone of this order on this record
+-- KEYS[4] o:{rec}:<order1>  anti-duplicate key of the first order on this record, "allocated:shortage"
+-- KEYS[5] rb:{rec}:<order1> rollback tombstone of the first order on this record
 -- KEYS[6] ob:{slot}         the outbox stream of this slot (read by the write-back)
--- ARGV[1] record index  ARGV[2] dept_no  ARGV[3] order_no  ARGV[4] qty
--- ARGV[5] allow_shortage "0" | "1"
+-- KEYS[5+2i], KEYS[6+2i]    o: and rb: of order i+1 (i = 1 .. N-1)
+-- ARGV[1] record index  ARGV[2] dept_no
+-- ARGV[3i], ARGV[3i+1], ARGV[3i+2]  order_no, qty, allow_shortage "0" | "1" of order i (1..N)
+-- (With N = 1 this is the single hold's layout: KEYS u s l o rb ob, ARGV index dept order qty
+-- allow_shortage.)
 --
--- Returns {code, allocated, shortage, available}:
+-- Returns 4 integers per order, {code, allocated, shortage, available}, in the order given:
 --   1 held now; 2 this order already holds this record (its first allocated/shortage);
 --   0 insufficient, nothing changed (available); 3 rolled back (a tombstone refuses the hold);
 --   4 the record is not loaded (the caller loads it from the database and calls again).
 --
--- Invariant: usable >= 0 and subtracted >= 0 before and after, so
--- 0 <= preallocated <= on_hand (= usable + subtracted). The anti-duplicate key makes the
--- call idempotent: a retry after a lost reply holds nothing more.
-if redis.call('EXISTS', KEYS[5]) == 1 then return {3, 0, 0, 0} end
-local prior = redis.call('GET', KEYS[4])
-if prior then
-  local allocated, shortage = string.match(prior, '^(%d+):(%d+)')
-  return {2, tonumber(allocated), tonumber(shortage), 0}
-end
-local usable = redis.call('GET', KEYS[1])
-if not usable then return {4, 0, 0, 0} end
-usable = tonumber(usable)
-local qty = tonumber(ARGV[4])
-local allocated, shortage = qty, 0
-if usable < qty then
-  if ARGV[5] ~= '1' then return {0, 0, 0, usable} end
-  allocated = math.max(usable, 0)
-  shortage = qty - allocated
-end
+-- Invariant: usable >= 0 and subtracted >= 0 before and after each hold, so
+-- 0 <= preallocated <= on_hand (= usable + subtracted). The anti-duplicate key makes each hold
+-- idempotent: a retry after a lost reply holds nothing more.
 local function int(n) return string.format('%d', n) end
-if allocated > 0 then
-  redis.call('DECRBY', KEYS[1], int(allocated))
-  redis.call('INCRBY', KEYS[2], int(allocated))
+
+local function holdOne(operate_key, tombstone_key, order_no, qty, allow_shortage)
+  if redis.call('EXISTS', tombstone_key) == 1 then return 3, 0, 0, 0 end
+  local prior = redis.call('GET', operate_key)
+  if prior then
+    local allocated, shortage = string.match(prior, '^(%d+):(%d+)')
+    return 2, tonumber(allocated), tonumber(shortage), 0
+  end
+  local usable = redis.call('GET', KEYS[1])
+  if not usable then return 4, 0, 0, 0 end
+  usable = tonumber(usable)
+  local allocated, shortage = qty, 0
+  if usable < qty then
+    if allow_shortage ~= '1' then return 0, 0, 0, usable end
+    allocated = math.max(usable, 0)
+    shortage = qty - allocated
+  end
+  if allocated > 0 then
+    redis.call('DECRBY', KEYS[1], int(allocated))
+    redis.call('INCRBY', KEYS[2], int(allocated))
+  end
+  if shortage > 0 then redis.call('INCRBY', KEYS[3], int(shortage)) end
+  redis.call('SET', operate_key, int(allocated) .. ':' .. int(shortage))
+  redis.call('XADD', KEYS[6], '*', 'e', 'hold', 'r', ARGV[1], 'd', ARGV[2], 'o', order_no,
+             'a', int(allocated), 's', int(shortage))
+  return 1, allocated, shortage, usable - allocated
 end
-if shortage > 0 then redis.call('INCRBY', KEYS[3], int(shortage)) end
-redis.call('SET', KEYS[4], int(allocated) .. ':' .. int(shortage))
-redis.call('XADD', KEYS[6], '*', 'e', 'hold', 'r', ARGV[1], 'd', ARGV[2], 'o', ARGV[3],
-           'a', int(allocated), 's', int(shortage))
-return {1, allocated, shortage, usable - allocated}
+
+local answers = {}
+local count = (#ARGV - 2) / 3
+for i = 1, count do
+  local operate_key, tombstone_key = KEYS[4], KEYS[5]
+  if i > 1 then operate_key, tombstone_key = KEYS[5 + 2 * (i - 1)], KEYS[6 + 2 * (i - 1)] end
+  local a = 3 * i
+  local code, allocated, shortage, available =
+      holdOne(operate_key, tombstone_key, ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2])
+  local n = #answers
+  answers[n + 1], answers[n + 2], answers[n + 3], answers[n + 4] =
+      code, allocated, shortage, available
+end
+return answers

@@ -1,8 +1,10 @@
 -- order_claim.lua: claims an order for the caller that will hold its lines, or tells it why
 -- not. The order hash lives in the order's own slot, {dept_no|order_no}.
 --
--- KEYS[1] ord:{dept|order}  hash: st (P A S R D), ln (lines), dg (digest), tk (owner token),
---                           ts (claim time ms), an (answer lines), rl (lines released)
+-- KEYS[1] ord:{dept|order}  hash: st (P A S R D), ln (lines), dg (digest; absent when it
+--                           equals ln, as for every single-line order: memory is paid per
+--                           order), tk (owner token), ts (claim time ms), an (answer lines),
+--                           rl (lines released)
 -- ARGV[1] lines blob  ARGV[2] digest of the lines  ARGV[3] token  ARGV[4] (unused: the caller's
 -- clock; the lease is measured with the server's TIME, so clock skew between allotd processes
 -- cannot make a live claim look expired)  ARGV[5] lease_ms
@@ -19,12 +21,13 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local st = redis.call('HGET', KEYS[1], 'st')
 if not st then
-  redis.call('HSET', KEYS[1], 'st', 'P', 'ln', ARGV[1], 'dg', ARGV[2], 'tk', ARGV[3],
-             'ts', now)
+  redis.call('HSET', KEYS[1], 'st', 'P', 'ln', ARGV[1], 'tk', ARGV[3], 'ts', now)
+  if ARGV[2] ~= ARGV[1] then redis.call('HSET', KEYS[1], 'dg', ARGV[2]) end
   return {1, 'P', ''}
 end
 if st == 'R' then return {3, st, ''} end
-if redis.call('HGET', KEYS[1], 'dg') ~= ARGV[2] then return {5, st, ''} end
+local digest = redis.call('HGET', KEYS[1], 'dg') or redis.call('HGET', KEYS[1], 'ln')
+if digest ~= ARGV[2] then return {5, st, ''} end
 if st == 'P' then
   local owner = redis.call('HGET', KEYS[1], 'tk')
   local since = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')

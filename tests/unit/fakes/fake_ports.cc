@@ -130,6 +130,18 @@ Result<HoldOutcome> FakeHotStore::hold(const RecordKey& key, const std::string& 
   return HoldOutcome{HoldOutcome::Kind::kHeld, allocated, shortage, counters.usable};
 }
 
+Result<std::vector<HoldOutcome>> FakeHotStore::holdBatch(const RecordKey& key,
+                                                         const std::vector<HoldRequest>& requests) {
+  ++hold_batches;
+  if (before_batch) before_batch(key, requests);
+  std::vector<HoldOutcome> outcomes;
+  for (const auto& request : requests) {
+    ALLOT_TRY(outcome, hold(key, request.order_no, request.qty, request.allow_shortage));
+    outcomes.push_back(outcome);
+  }
+  return outcomes;
+}
+
 Result<ReleaseOutcome> FakeHotStore::release(const RecordKey& key, const std::string& order_no,
                                              ReleaseKind kind) {
   ALLOT_TRY_VOID(maybeFail("release", key.index()));

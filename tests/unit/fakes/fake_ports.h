@@ -50,6 +50,10 @@ class FakeHotStore final : public HotStore {
   Result<std::optional<StoredOrder>> readOrder(const OrderRef& order) override;
   Result<HoldOutcome> hold(const RecordKey& key, const std::string& order_no, std::int64_t qty,
                            bool allow_shortage) override;
+  // Runs hold() for each request, one after the other, as hold.lua does (so a failure of the
+  // n-th hold fails the whole call, with the holds before it done: an unknown outcome).
+  Result<std::vector<HoldOutcome>> holdBatch(const RecordKey& key,
+                                             const std::vector<HoldRequest>& requests) override;
   Result<ReleaseOutcome> release(const RecordKey& key, const std::string& order_no,
                                  ReleaseKind kind) override;
   Result<HotAdjustOutcome> adjust(const RecordKey& key, const std::string& ref,
@@ -63,6 +67,9 @@ class FakeHotStore final : public HotStore {
   std::function<std::string(const std::string&, const std::string&)> fail_hook;
   // Called at the start of hold(), e.g. to run a concurrent rollback.
   std::function<void(const RecordKey&)> before_hold;
+  // Called at the start of holdBatch(), e.g. to hold a batch in flight while more holds queue.
+  std::function<void(const RecordKey&, const std::vector<HoldRequest>&)> before_batch;
+  int hold_batches = 0;
 
   std::map<std::string, Counters> records;                    // by record index
   std::map<std::pair<std::string, std::string>, Hold> holds;  // (index, order)
