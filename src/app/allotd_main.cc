@@ -119,6 +119,48 @@ std::string routeSwitchMetricsText(const allot::workers::RouteSwitchMetrics& met
   return out;
 }
 
+// What an allotd of role writeback answers on /v1: it serves only /healthz, /readyz and
+// /metrics, so that it can be probed and scraped like every allotd.
+class WriteBackOnly final : public allot::StockApi {
+ public:
+  WriteBackOnly(allot::redis::RedisStockStore& redis, allot::mysql::MysqlLedger& ledger)
+      : redis_(redis), ledger_(ledger) {}
+
+  allot::Result<allot::PreallocateOutcome> preallocate(const allot::PreallocateRequest&) override {
+    return refused();
+  }
+  allot::Result<allot::EndAnswer> rollback(const allot::OrderRef&) override { return refused(); }
+  allot::Result<allot::EndAnswer> deduct(const allot::OrderRef&) override { return refused(); }
+  allot::Result<allot::OrderAnswer> findOrder(const allot::OrderRef&) override { return refused(); }
+  allot::Result<allot::Quantities> adjust(const allot::AdjustRequest&,
+                                          const std::string&) override {
+    return refused();
+  }
+  allot::Result<allot::Quantities> readRecord(const allot::RecordKey&) override {
+    return refused();
+  }
+  allot::Result<void> checkReady() override {
+    if (auto hot = redis_.ping(); !hot) {
+      return allot::fail(allot::ErrorCode::kUnavailable, "redis: " + hot.error().message);
+    }
+    if (auto db = ledger_.ping(); !db) {
+      return allot::fail(allot::ErrorCode::kUnavailable, "database: " + db.error().message);
+    }
+    return {};
+  }
+
+ private:
+  static std::unexpected<allot::Error> refused() {
+    return std::unexpected(
+        allot::Error{allot::ErrorCode::kNotFound,
+                     "this allotd runs only the write-back (role writeback); send the API to "
+                     "an allotd of role all or api"});
+  }
+
+  allot::redis::RedisStockStore& redis_;
+  allot::mysql::MysqlLedger& ledger_;
+};
+
 // Blocks until SIGINT or SIGTERM (blocked in every thread by main) arrives.
 void waitForStopSignal() {
   sigset_t signals;
@@ -159,10 +201,25 @@ int run(const allot::app::Config& config) {
   allot::mysql::WriteBackStore write_back_store((*ledger)->pool());
   allot::workers::WriteBack write_back(**redis, write_back_store);
   if (config.role == "writeback") {
+    allot::redis::RedisStockStore probe(
+        **redis, {config.retention_seconds, allot::limits::kOrderLeaseMs, nullptr});
+    WriteBackOnly refusing(probe, **ledger);
+    allot::ServiceCounters no_calls;
+    allot::http::RouterOptions options{config.api_token, config.admin_token, config.default_route};
+    options.extra_metrics = [&write_back] { return writeBackMetricsText(write_back.metrics()); };
+    allot::http::Router router(refusing, no_calls, std::move(options));
+    allot::http::HttpServer server(router, {config.listen_host, config.listen_port, 2});
+    if (auto started = server.start(); !started) {
+      spdlog::error("{}", started.error().message);
+      return 1;
+    }
     write_back.start();
-    spdlog::info("allotd (role writeback) applying the outbox of {} to the database",
-                 config.redis_url);
+    spdlog::info(
+        "allotd (role writeback) applying the outbox of {} to the database; "
+        "health and metrics on {}:{}",
+        config.redis_url, config.listen_host, server.port());
     waitForStopSignal();
+    server.stop();
     write_back.stop();
     return 0;
   }
