@@ -12,6 +12,7 @@
 
 #include <mysqld_error.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -455,61 +456,84 @@ Result<StreamPosition> WriteBackStore::readPosition(const std::string& stream) {
 
 Result<BatchOutcome> WriteBackStore::applyBatch(const std::string& stream,
                                                 const std::vector<OutboxEvent>& events) {
-  return pool_.withTransaction([&](Connection& connection) -> Result<BatchOutcome> {
-    // The insert locks the position row even when it is new, so a concurrent write-back of
-    // this stream waits here (READ COMMITTED takes no gap lock for a missing row).
-    ALLOT_TRY_VOID(connection.execute(
-        "INSERT INTO outbox_positions (stream, last_id, events_applied) VALUES (?, ?, 0) ON "
-        "DUPLICATE KEY UPDATE stream = stream",
-        {stream, kFirstId}));
-    ALLOT_TRY(rows,
-              connection.query("SELECT last_id FROM outbox_positions WHERE stream = ? FOR UPDATE",
-                               {stream}));
-    if (rows.empty())
-      return fail(ErrorCode::kInternal, "outbox position of " + stream + " vanished");
-    const auto stored = StreamId::parse(rows[0].text(0));
-    if (!stored)
-      return fail(ErrorCode::kInternal, "outbox position of " + stream + " is malformed");
-    BatchOutcome outcome;
-    StreamId last = *stored;
-    std::vector<const OutboxEvent*> fresh;
-    for (const OutboxEvent& raw : events) {
-      const auto id = StreamId::parse(raw.id);
-      if (!id) return fail(ErrorCode::kInternal, "stream id '" + raw.id + "' is malformed");
-      if (*id <= last) {
-        ++outcome.skipped;
-        continue;
+  ALLOT_TRY(outcomes, applyBatches({StreamBatch{stream, events}}));
+  return std::move(outcomes.front());
+}
+
+Result<std::vector<BatchOutcome>> WriteBackStore::applyBatches(
+    const std::vector<StreamBatch>& batches) {
+  // Position rows are locked in stream order, so two write-backs never wait on each other in
+  // a cycle.
+  std::vector<std::size_t> order(batches.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return batches[a].stream < batches[b].stream; });
+  return pool_.withTransaction([&](Connection& connection) -> Result<std::vector<BatchOutcome>> {
+    std::vector<BatchOutcome> outcomes(batches.size());
+    std::vector<std::vector<const OutboxEvent*>> fresh(batches.size());
+    std::vector<const OutboxEvent*> all;
+    for (const std::size_t b : order) {
+      const std::string& stream = batches[b].stream;
+      // The insert locks the position row even when it is new, so a concurrent write-back of
+      // this stream waits here (READ COMMITTED takes no gap lock for a missing row).
+      ALLOT_TRY_VOID(connection.execute(
+          "INSERT INTO outbox_positions (stream, last_id, events_applied) VALUES (?, ?, 0) ON "
+          "DUPLICATE KEY UPDATE stream = stream",
+          {stream, kFirstId}));
+      ALLOT_TRY(rows,
+                connection.query("SELECT last_id FROM outbox_positions WHERE stream = ? FOR UPDATE",
+                                 {stream}));
+      if (rows.empty()) {
+        return fail(ErrorCode::kInternal, "outbox position of " + stream + " vanished");
       }
-      fresh.push_back(&raw);
-      last = *id;
+      const auto stored = StreamId::parse(rows[0].text(0));
+      if (!stored) {
+        return fail(ErrorCode::kInternal, "outbox position of " + stream + " is malformed");
+      }
+      StreamId last = *stored;
+      for (const OutboxEvent& raw : batches[b].events) {
+        const auto id = StreamId::parse(raw.id);
+        if (!id) return fail(ErrorCode::kInternal, "stream id '" + raw.id + "' is malformed");
+        if (*id <= last) {
+          ++outcomes[b].skipped;
+          continue;
+        }
+        fresh[b].push_back(&raw);
+        all.push_back(&raw);
+        last = *id;
+      }
+      outcomes[b].last_id = last.text();
     }
     ALLOT_TRY_VOID(connection.executeText("SAVEPOINT allot_batch"));
-    ALLOT_TRY(summed, applySummed(connection, fresh));
-    if (summed) {
-      outcome.applied = *summed;
-    } else {
+    ALLOT_TRY(summed, applySummed(connection, all));
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      if (summed) {
+        outcomes[b].applied = fresh[b].size();
+        continue;
+      }
+      if (b == 0) ALLOT_TRY_VOID(connection.executeText("ROLLBACK TO SAVEPOINT allot_batch"));
       // Event by event, to find what must be dead-lettered.
-      ALLOT_TRY_VOID(connection.executeText("ROLLBACK TO SAVEPOINT allot_batch"));
-      for (const OutboxEvent* raw : fresh) {
+      for (const OutboxEvent* raw : fresh[b]) {
         ALLOT_TRY(refused, applyEvent(connection, *raw));
         if (refused) {
-          ALLOT_TRY_VOID(deadLetter(connection, stream, *raw, refused->reason));
-          ++outcome.dead_lettered;
-          outcome.dead_letter_reasons.push_back(raw->id + ": " + refused->reason);
+          ALLOT_TRY_VOID(deadLetter(connection, batches[b].stream, *raw, refused->reason));
+          ++outcomes[b].dead_lettered;
+          outcomes[b].dead_letter_reasons.push_back(raw->id + ": " + refused->reason);
         } else {
-          ++outcome.applied;
+          ++outcomes[b].applied;
         }
       }
     }
-    outcome.last_id = last.text();
-    const auto moved = static_cast<std::int64_t>(outcome.applied + outcome.dead_lettered);
-    if (moved > 0) {
+    for (const std::size_t b : order) {
+      const auto moved = static_cast<std::int64_t>(outcomes[b].applied + outcomes[b].dead_lettered);
+      if (moved == 0) continue;
       ALLOT_TRY_VOID(connection.execute(
           "UPDATE outbox_positions SET last_id = ?, events_applied = events_applied + ? WHERE "
           "stream = ?",
-          {outcome.last_id, static_cast<std::int64_t>(outcome.applied), stream}));
+          {outcomes[b].last_id, static_cast<std::int64_t>(outcomes[b].applied),
+           batches[b].stream}));
     }
-    return outcome;
+    return outcomes;
   });
 }
 

@@ -73,6 +73,15 @@ class WriteBackStore {
   // position. A failure rolls everything back: kUnavailable when a retry may succeed.
   [[nodiscard]] Result<BatchOutcome> applyBatch(const std::string& stream,
                                                 const std::vector<OutboxEvent>& events);
+  // The batches of several streams in one transaction (one commit for many streams: the
+  // order events of a busy minute spread over thousands of slots' streams). The outcomes are
+  // in the order of `batches`; all or none are committed.
+  struct StreamBatch {
+    std::string stream;
+    std::vector<OutboxEvent> events;
+  };
+  [[nodiscard]] Result<std::vector<BatchOutcome>> applyBatches(
+      const std::vector<StreamBatch>& batches);
 
  private:
   Pool& pool_;

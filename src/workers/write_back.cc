@@ -182,28 +182,60 @@ WriteBack::PassResult WriteBack::pass() {
   PassResult result;
   std::int64_t oldest_ms = 0, pending = 0;
   std::vector<std::string> done;
+  // Streams are applied in groups, one transaction per group: most streams hold a few order
+  // events (each order's events go to its own slot), and a commit per stream would cap the
+  // write-back at the database's commits per second.
+  std::vector<mysql::WriteBackStore::StreamBatch> group;
+  std::size_t group_events = 0;
+  auto apply_group = [&] {
+    if (group.empty()) return;
+    auto outcomes = store_.applyBatches(group);
+    if (!outcomes) {
+      ++metrics_.batch_failures;
+      result.complete = false;
+      result.failed = true;
+      spdlog::warn("write-back: a group of {} streams: {}", group.size(), outcomes.error().message);
+    } else {
+      ++metrics_.batches;
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        finishStream(group[i].stream, (*outcomes)[i]);
+        if (group[i].events.size() < options_.batch_events_max) {
+          done.push_back(group[i].stream);  // read to its end: the next append notes it again
+        } else {
+          result.complete = false;
+          auto length = client_.command(group[i].stream, {"XLEN", group[i].stream});
+          if (length && length->isInteger()) pending += length->integer;
+        }
+      }
+    }
+    group.clear();
+    group_events = 0;
+  };
   for (const std::string& stream : streams_) {
     if (stop_requested_.load()) {  // stop() does not wait for a pass over thousands of streams
       result.complete = false;
       break;
     }
-    auto drained = drainStream(stream, oldest_ms);
-    if (!drained) {
+    auto events = readStream(stream, oldest_ms);
+    if (!events) {
       ++metrics_.batch_failures;
       result.complete = false;
       result.failed = true;
-      spdlog::warn("write-back: {}: {}", stream, drained.error().message);
+      spdlog::warn("write-back: {}: {}", stream, events.error().message);
       continue;
     }
-    result.events_read += drained->events_read;
-    if (drained->full) {
-      result.complete = false;
-      auto length = client_.command(stream, {"XLEN", stream});
-      if (length && length->isInteger()) pending += length->integer;
+    result.events_read += events->size();
+    if (events->empty()) {
+      done.push_back(stream);
       continue;
     }
-    done.push_back(stream);  // read to its end: the next append notes it again
+    group_events += events->size();
+    group.push_back({stream, std::move(*events)});
+    if (group.size() >= kWriteBackGroupStreamsMax || group_events >= options_.batch_events_max) {
+      apply_group();
+    }
   }
+  apply_group();
   for (const std::string& stream : done) streams_.erase(stream);
   metrics_.oldest_unapplied_age_ms =
       oldest_ms == 0 ? 0 : std::max<std::int64_t>(0, wallNowMs() - oldest_ms);
@@ -223,28 +255,30 @@ Result<std::string> WriteBack::positionOf(const std::string& stream) {
   return last_id;
 }
 
-Result<WriteBack::StreamResult> WriteBack::drainStream(const std::string& stream,
-                                                       std::int64_t& oldest_ms) {
+Result<std::vector<mysql::OutboxEvent>> WriteBack::readStream(const std::string& stream,
+                                                              std::int64_t& oldest_ms) {
   if (!positions_.contains(stream)) {
     // A stream seen for the first time (a sweep finds every empty one too): one cheap look
     // before the database is asked for its position.
     ALLOT_TRY(peek, checked(client_.command(stream, {"XRANGE", stream, "-", "+", "COUNT", "1"}),
                             "XRANGE " + stream));
-    if (peek.isArray() && peek.elements.empty()) return StreamResult{0, false};
+    if (peek.isArray() && peek.elements.empty()) return std::vector<mysql::OutboxEvent>{};
   }
   ALLOT_TRY(last_id, positionOf(stream));
   ALLOT_TRY(reply, checked(client_.command(stream, {"XRANGE", stream, "(" + last_id, "+", "COUNT",
                                                     std::to_string(options_.batch_events_max)}),
                            "XRANGE " + stream));
   ALLOT_TRY(events, decodeEntries(reply));
-  StreamResult result{events.size(), events.size() >= options_.batch_events_max};
-  if (events.empty()) return result;
-  if (const auto first = mysql::StreamId::parse(events.front().id)) {
-    const auto ms = static_cast<std::int64_t>(first->ms);
-    if (oldest_ms == 0 || ms < oldest_ms) oldest_ms = ms;
+  if (!events.empty()) {
+    if (const auto first = mysql::StreamId::parse(events.front().id)) {
+      const auto ms = static_cast<std::int64_t>(first->ms);
+      if (oldest_ms == 0 || ms < oldest_ms) oldest_ms = ms;
+    }
   }
-  ALLOT_TRY(outcome, store_.applyBatch(stream, events));
-  ++metrics_.batches;
+  return events;
+}
+
+void WriteBack::finishStream(const std::string& stream, const mysql::BatchOutcome& outcome) {
   metrics_.events_applied += outcome.applied;
   metrics_.events_dead_lettered += outcome.dead_lettered;
   for (const std::string& reason : outcome.dead_letter_reasons) {
@@ -258,6 +292,16 @@ Result<WriteBack::StreamResult> WriteBack::drainStream(const std::string& stream
     ++metrics_.batch_failures;
     spdlog::warn("write-back: trim of {} failed: {}", stream, trimmed.error().message);
   }
+}
+
+Result<WriteBack::StreamResult> WriteBack::drainStream(const std::string& stream,
+                                                       std::int64_t& oldest_ms) {
+  ALLOT_TRY(events, readStream(stream, oldest_ms));
+  StreamResult result{events.size(), events.size() >= options_.batch_events_max};
+  if (events.empty()) return result;
+  ALLOT_TRY(outcomes, store_.applyBatches({mysql::WriteBackStore::StreamBatch{stream, events}}));
+  ++metrics_.batches;
+  finishStream(stream, outcomes.front());
   return result;
 }
 

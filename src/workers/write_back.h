@@ -38,6 +38,8 @@ inline constexpr std::size_t kWriteBackBatchEventsMax = 10'000;
 inline constexpr std::size_t kSweepScanCallsMax = 100'000;
 // drainOnce() passes over streams that still had a full batch, at most this many times.
 inline constexpr int kDrainPassesMax = 1'000;
+// Streams applied together in one transaction by a pass.
+inline constexpr std::size_t kWriteBackGroupStreamsMax = 256;
 
 struct WriteBackOptions {
   std::chrono::milliseconds tick{20};
@@ -106,6 +108,11 @@ class WriteBack {
   // One batch of every known stream. Caller holds pass_mutex_.
   PassResult pass();
   // One batch of one stream: read, apply, trim. Caller holds pass_mutex_.
+  // The events after the stream's applied position (at most a batch). Caller holds pass_mutex_.
+  [[nodiscard]] Result<std::vector<mysql::OutboxEvent>> readStream(const std::string& stream,
+                                                                   std::int64_t& oldest_ms);
+  // After a commit: the position, the trim, the metrics. Caller holds pass_mutex_.
+  void finishStream(const std::string& stream, const mysql::BatchOutcome& outcome);
   [[nodiscard]] Result<StreamResult> drainStream(const std::string& stream,
                                                  std::int64_t& oldest_ms);
   [[nodiscard]] Result<std::string> positionOf(const std::string& stream);
