@@ -313,6 +313,29 @@ Result<void> executeRows(Connection& connection, std::string_view head, std::str
   return {};
 }
 
+// The rows of `head` + `rows` placeholders + `tail`, in chunks as executeRows.
+Result<Rows> queryRows(Connection& connection, std::string_view head, std::string_view row,
+                       std::string_view tail, std::size_t width, const std::vector<Param>& params) {
+  const std::size_t rows = params.size() / width;
+  Rows found;
+  std::size_t done = 0;
+  for (const std::size_t chunk : kChunkRows) {
+    while (rows - done >= chunk) {
+      std::string sql(head);
+      for (std::size_t i = 0; i < chunk; ++i) {
+        if (i > 0) sql += ", ";
+        sql += row;
+      }
+      sql += tail;
+      const std::span<const Param> slice(params.data() + done * width, chunk * width);
+      ALLOT_TRY(some, connection.query(sql, slice));
+      for (auto& one : some) found.push_back(std::move(one));
+      done += chunk;
+    }
+  }
+  return found;
+}
+
 struct StockSum {
   const RecordKey* key = nullptr;
   std::int64_t preallocated = 0;
@@ -322,6 +345,25 @@ struct StockSum {
 
 class BatchSums {
  public:
+  // An order event; false when it must be applied alone (its state or lines are malformed:
+  // the one-by-one apply dead-letters it).
+  bool addOrder(const Event& event) {
+    const auto status = orderStatusFromCode(event.status);
+    if (!status || *status == OrderStatus::kPending) return false;
+    auto lines = decodeLineOutcomes(event.dept_no, event.answer);
+    if (!lines) return false;
+    auto& order = orders_[event.dept_no + "|" + event.order_no];
+    order.event = &event;
+    order.status = *status;
+    if (!lines->empty()) {
+      std::vector<LineRequest> requested;
+      for (const auto& line : *lines) requested.push_back(LineRequest{line.key, line.qty});
+      order.digest = linesDigest(requested);
+      order.lines = std::move(*lines);
+    }
+    return true;
+  }
+
   void add(const Event& event) {
     auto& sum = stock_[event.key.index()];
     sum.key = &event.key;
@@ -334,7 +376,7 @@ class BatchSums {
 
   // Writes the sums; a CHECK refusal is returned as Permanent (the caller falls back).
   Result<std::optional<Permanent>> flush(Connection& connection) {
-    if (stock_.empty() && lines_.empty()) return std::optional<Permanent>{};
+    if (stock_.empty() && lines_.empty() && orders_.empty()) return std::optional<Permanent>{};
     std::vector<Param> stock_params;
     for (const auto& [index, sum] : stock_) {
       if (sum.preallocated == 0 && sum.shortage == 0 && sum.on_hand == 0) continue;
@@ -382,12 +424,62 @@ class BatchSums {
         " ON DUPLICATE KEY UPDATE qty = VALUES(qty), allocated = VALUES(allocated), "
         "shortage = VALUES(shortage), state = VALUES(state)",
         11, line_params));
+    ALLOT_TRY_VOID(flushOrders(connection));
     stock_.clear();
     lines_.clear();
+    orders_.clear();
     return std::optional<Permanent>{};
   }
 
  private:
+  struct OrderSum {
+    const Event* event = nullptr;
+    OrderStatus status = OrderStatus::kAllocated;
+    std::optional<std::string> digest;  // the last one seen; a tombstone has none
+    std::vector<LineOutcome> lines;     // the last non-empty answer
+  };
+
+  // The orders rows and their lines as answered, as applyOrder writes them one by one.
+  Result<void> flushOrders(Connection& connection) {
+    std::vector<Param> order_params, line_params;
+    for (const auto& [name, order] : orders_) {
+      order_params.insert(
+          order_params.end(),
+          {Param{std::string_view(order.event->dept_no)},
+           Param{std::string_view(order.event->order_no)}, Param{orderStatusName(order.status)},
+           order.digest ? Param{std::string_view(*order.digest)} : Param{nullptr}});
+      const std::string_view state = provisionalLineState(order.status);
+      for (std::size_t i = 0; i < order.lines.size(); ++i) {
+        const LineOutcome& line = order.lines[i];
+        line_params.insert(
+            line_params.end(),
+            {Param{std::string_view(order.event->dept_no)},
+             Param{std::string_view(order.event->order_no)},
+             Param{std::string_view(line.key.goods_no)},
+             Param{std::string_view(line.key.warehouse_no)},
+             Param{std::string_view(line.key.stock_status)},
+             Param{std::string_view(line.key.stock_type)},
+             Param{std::string_view(line.key.goods_level)}, Param{static_cast<std::int64_t>(i + 1)},
+             Param{line.qty}, Param{line.allocated}, Param{line.shortage}, Param{state}});
+      }
+    }
+    ALLOT_TRY_VOID(executeRows(
+        connection, "INSERT INTO orders (dept_no, order_no, status, lines_digest) VALUES ",
+        "(?, ?, ?, ?)",
+        " ON DUPLICATE KEY UPDATE status = VALUES(status), "
+        "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
+        4, order_params));
+    return executeRows(
+        connection,
+        "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
+        "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " ON DUPLICATE KEY UPDATE line_no = VALUES(line_no), qty = VALUES(qty), "
+        "allocated = VALUES(allocated), shortage = VALUES(shortage)",
+        12, line_params);
+  }
+
+  std::map<std::string, OrderSum> orders_;     // by dept|order
   std::map<std::string, StockSum> stock_;      // by record index
   std::map<std::string, const Event*> lines_;  // by order|record index: last event
 };
@@ -405,11 +497,14 @@ Result<std::optional<std::size_t>> applySummed(Connection& connection,
   }
   BatchSums sums;
   for (const Event& event : events) {
-    if (event.kind == "adjust" || event.kind == "order") {
+    if (event.kind == "order") {
+      if (!sums.addOrder(event)) return std::optional<std::size_t>();
+      continue;
+    }
+    if (event.kind == "adjust") {
       ALLOT_TRY(refused, sums.flush(connection));
       if (refused) return std::optional<std::size_t>();
-      ALLOT_TRY(one, event.kind == "adjust" ? applyAdjust(connection, event)
-                                            : applyOrder(connection, event));
+      ALLOT_TRY(one, applyAdjust(connection, event));
       if (one) return std::optional<std::size_t>();
       continue;
     }
@@ -472,21 +567,31 @@ Result<std::vector<BatchOutcome>> WriteBackStore::applyBatches(
     std::vector<BatchOutcome> outcomes(batches.size());
     std::vector<std::vector<const OutboxEvent*>> fresh(batches.size());
     std::vector<const OutboxEvent*> all;
+    // The inserts lock the position rows even when they are new, so a concurrent write-back
+    // of these streams waits here (READ COMMITTED takes no gap lock for a missing row).
+    std::vector<Param> stream_params, insert_params;
+    for (const std::size_t b : order) {
+      stream_params.push_back(std::string_view(batches[b].stream));
+      insert_params.insert(insert_params.end(),
+                           {Param{std::string_view(batches[b].stream)}, Param{kFirstId}});
+    }
+    ALLOT_TRY_VOID(executeRows(connection,
+                               "INSERT INTO outbox_positions (stream, last_id, events_applied) "
+                               "VALUES ",
+                               "(?, ?, 0)", " ON DUPLICATE KEY UPDATE stream = stream", 2,
+                               insert_params));
+    ALLOT_TRY(rows, queryRows(connection,
+                              "SELECT stream, last_id FROM outbox_positions WHERE stream IN (", "?",
+                              ") FOR UPDATE", 1, stream_params));
+    std::map<std::string, std::string, std::less<>> stored_ids;
+    for (const auto& row : rows) stored_ids.emplace(row.text(0), row.text(1));
     for (const std::size_t b : order) {
       const std::string& stream = batches[b].stream;
-      // The insert locks the position row even when it is new, so a concurrent write-back of
-      // this stream waits here (READ COMMITTED takes no gap lock for a missing row).
-      ALLOT_TRY_VOID(connection.execute(
-          "INSERT INTO outbox_positions (stream, last_id, events_applied) VALUES (?, ?, 0) ON "
-          "DUPLICATE KEY UPDATE stream = stream",
-          {stream, kFirstId}));
-      ALLOT_TRY(rows,
-                connection.query("SELECT last_id FROM outbox_positions WHERE stream = ? FOR UPDATE",
-                                 {stream}));
-      if (rows.empty()) {
+      const auto found = stored_ids.find(stream);
+      if (found == stored_ids.end()) {
         return fail(ErrorCode::kInternal, "outbox position of " + stream + " vanished");
       }
-      const auto stored = StreamId::parse(rows[0].text(0));
+      const auto stored = StreamId::parse(found->second);
       if (!stored) {
         return fail(ErrorCode::kInternal, "outbox position of " + stream + " is malformed");
       }
@@ -524,15 +629,20 @@ Result<std::vector<BatchOutcome>> WriteBackStore::applyBatches(
         }
       }
     }
+    std::vector<Param> position_params;
     for (const std::size_t b : order) {
-      const auto moved = static_cast<std::int64_t>(outcomes[b].applied + outcomes[b].dead_lettered);
-      if (moved == 0) continue;
-      ALLOT_TRY_VOID(connection.execute(
-          "UPDATE outbox_positions SET last_id = ?, events_applied = events_applied + ? WHERE "
-          "stream = ?",
-          {outcomes[b].last_id, static_cast<std::int64_t>(outcomes[b].applied),
-           batches[b].stream}));
+      if (outcomes[b].applied + outcomes[b].dead_lettered == 0) continue;
+      position_params.insert(
+          position_params.end(),
+          {Param{std::string_view(batches[b].stream)}, Param{std::string_view(outcomes[b].last_id)},
+           Param{static_cast<std::int64_t>(outcomes[b].applied)}});
     }
+    ALLOT_TRY_VOID(executeRows(
+        connection, "INSERT INTO outbox_positions (stream, last_id, events_applied) VALUES ",
+        "(?, ?, ?)",
+        " ON DUPLICATE KEY UPDATE last_id = VALUES(last_id), "
+        "events_applied = events_applied + VALUES(events_applied)",
+        3, position_params));
     return outcomes;
   });
 }
