@@ -290,11 +290,11 @@ Result<void> deadLetter(Connection& connection, const std::string& stream, const
 // Rows per multi-row statement: a fixed set of sizes, so the prepared statements stay few.
 constexpr std::array<std::size_t, 4> kChunkRows = {64, 16, 4, 1};
 
-// Executes `head` + `rows` copies of `row` (joined by commas) + `tail`, with `width` params
-// per row taken from `params`, in chunks of kChunkRows.
-Result<void> executeRows(Connection& connection, std::string_view head, std::string_view row,
-                         std::string_view tail, std::size_t width,
-                         const std::vector<Param>& params) {
+// Calls run(sql, params) once per chunk of rows: `head` + that many copies of `row` (joined by
+// commas) + `tail`, with `width` params per row taken from `params`, in chunks of kChunkRows.
+template <typename Run>
+Result<void> forEachChunk(std::string_view head, std::string_view row, std::string_view tail,
+                          std::size_t width, const std::vector<Param>& params, Run run) {
   const std::size_t rows = params.size() / width;
   std::size_t done = 0;
   for (const std::size_t chunk : kChunkRows) {
@@ -305,34 +305,33 @@ Result<void> executeRows(Connection& connection, std::string_view head, std::str
         sql += row;
       }
       sql += tail;
-      const std::span<const Param> slice(params.data() + done * width, chunk * width);
-      ALLOT_TRY_VOID(connection.execute(sql, slice));
+      ALLOT_TRY_VOID(run(sql, std::span<const Param>(params.data() + done * width, chunk * width)));
       done += chunk;
     }
   }
   return {};
 }
 
-// The rows of `head` + `rows` placeholders + `tail`, in chunks as executeRows.
+Result<void> executeRows(Connection& connection, std::string_view head, std::string_view row,
+                         std::string_view tail, std::size_t width,
+                         const std::vector<Param>& params) {
+  return forEachChunk(head, row, tail, width, params,
+                      [&](const std::string& sql, std::span<const Param> slice) -> Result<void> {
+                        ALLOT_TRY_VOID(connection.execute(sql, slice));
+                        return {};
+                      });
+}
+
 Result<Rows> queryRows(Connection& connection, std::string_view head, std::string_view row,
                        std::string_view tail, std::size_t width, const std::vector<Param>& params) {
-  const std::size_t rows = params.size() / width;
   Rows found;
-  std::size_t done = 0;
-  for (const std::size_t chunk : kChunkRows) {
-    while (rows - done >= chunk) {
-      std::string sql(head);
-      for (std::size_t i = 0; i < chunk; ++i) {
-        if (i > 0) sql += ", ";
-        sql += row;
-      }
-      sql += tail;
-      const std::span<const Param> slice(params.data() + done * width, chunk * width);
-      ALLOT_TRY(some, connection.query(sql, slice));
-      for (auto& one : some) found.push_back(std::move(one));
-      done += chunk;
-    }
-  }
+  ALLOT_TRY_VOID(
+      forEachChunk(head, row, tail, width, params,
+                   [&](const std::string& sql, std::span<const Param> slice) -> Result<void> {
+                     ALLOT_TRY(some, connection.query(sql, slice));
+                     for (auto& one : some) found.push_back(std::move(one));
+                     return {};
+                   }));
   return found;
 }
 
