@@ -206,48 +206,8 @@ std::string_view provisionalLineState(OrderStatus status) {
   return "held";
 }
 
-// The order row, and its lines as answered. A line's state is set here only when the line is
-// new: the record events (another stream, applied independently) own it after that.
-Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event& event) {
-  const auto status = orderStatusFromCode(event.status);
-  if (!status || *status == OrderStatus::kPending) {
-    return Permanent{"order event with state '" + event.status + "'"};
-  }
-  auto lines = decodeLineOutcomes(event.dept_no, event.answer);
-  if (!lines) return Permanent{"order answer lines: " + lines.error().message};
-  std::vector<LineRequest> requested;
-  for (const auto& line : *lines) requested.push_back(LineRequest{line.key, line.qty});
-  const std::string digest = linesDigest(requested);
-  const Param digest_param = requested.empty() ? Param{nullptr} : Param{std::string_view(digest)};
-  ALLOT_TRY_VOID(connection.execute(
-      "INSERT INTO orders (dept_no, order_no, status, lines_digest) VALUES (?, ?, ?, ?) ON "
-      "DUPLICATE KEY UPDATE status = VALUES(status), "
-      "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
-      {event.dept_no, event.order_no, orderStatusName(*status), digest_param}));
-  const std::string_view state = provisionalLineState(*status);
-  for (std::size_t i = 0; i < lines->size(); ++i) {
-    const LineOutcome& line = (*lines)[i];
-    const std::array<Param, 12> params{Param{std::string_view(event.dept_no)},
-                                       Param{std::string_view(event.order_no)},
-                                       Param{std::string_view(line.key.goods_no)},
-                                       Param{std::string_view(line.key.warehouse_no)},
-                                       Param{std::string_view(line.key.stock_status)},
-                                       Param{std::string_view(line.key.stock_type)},
-                                       Param{std::string_view(line.key.goods_level)},
-                                       Param{static_cast<std::int64_t>(i + 1)},
-                                       Param{line.qty},
-                                       Param{line.allocated},
-                                       Param{line.shortage},
-                                       Param{state}};
-    ALLOT_TRY_VOID(connection.execute(
-        "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
-        "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE line_no = VALUES(line_no), "
-        "qty = VALUES(qty), allocated = VALUES(allocated), shortage = VALUES(shortage)",
-        params));
-  }
-  return std::optional<Permanent>{};
-}
+// The order row and its lines (BatchSums below, alone for one event).
+Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event& event);
 
 // Applies one event; a Permanent answer means nothing of it was applied.
 Result<std::optional<Permanent>> applyEvent(Connection& connection, const OutboxEvent& raw) {
@@ -344,13 +304,16 @@ struct StockSum {
 
 class BatchSums {
  public:
-  // An order event; false when it must be applied alone (its state or lines are malformed:
-  // the one-by-one apply dead-letters it).
-  bool addOrder(const Event& event) {
+  // An order event: the order row, and its lines as answered. A line's state is set only when
+  // the line is new: the record events (another stream, applied independently) own it after
+  // that. Permanent when its state or lines are malformed (the event is dead-lettered).
+  std::optional<Permanent> addOrder(const Event& event) {
     const auto status = orderStatusFromCode(event.status);
-    if (!status || *status == OrderStatus::kPending) return false;
+    if (!status || *status == OrderStatus::kPending) {
+      return Permanent{"order event with state '" + event.status + "'"};
+    }
     auto lines = decodeLineOutcomes(event.dept_no, event.answer);
-    if (!lines) return false;
+    if (!lines) return Permanent{"order answer lines: " + lines.error().message};
     auto& order = orders_[event.dept_no + "|" + event.order_no];
     order.event = &event;
     order.status = *status;
@@ -360,7 +323,7 @@ class BatchSums {
       order.digest = linesDigest(requested);
       order.lines = std::move(*lines);
     }
-    return true;
+    return std::nullopt;
   }
 
   void add(const Event& event) {
@@ -438,7 +401,7 @@ class BatchSums {
     std::vector<LineOutcome> lines;     // the last non-empty answer
   };
 
-  // The orders rows and their lines as answered, as applyOrder writes them one by one.
+  // The orders rows and their lines as answered (applyOrder: the same for one event).
   Result<void> flushOrders(Connection& connection) {
     std::vector<Param> order_params, line_params;
     for (const auto& [name, order] : orders_) {
@@ -483,6 +446,12 @@ class BatchSums {
   std::map<std::string, const Event*> lines_;  // by order|record index: last event
 };
 
+Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event& event) {
+  BatchSums one;
+  if (auto refused = one.addOrder(event)) return refused;
+  return one.flush(connection);
+}
+
 // The batch with sums; nullopt when it must be applied event by event instead (a malformed
 // event, a refused adjust or order, or a refused sum), after the caller rolled it back.
 Result<std::optional<std::size_t>> applySummed(Connection& connection,
@@ -497,7 +466,7 @@ Result<std::optional<std::size_t>> applySummed(Connection& connection,
   BatchSums sums;
   for (const Event& event : events) {
     if (event.kind == "order") {
-      if (!sums.addOrder(event)) return std::optional<std::size_t>();
+      if (sums.addOrder(event)) return std::optional<std::size_t>();
       continue;
     }
     if (event.kind == "adjust") {
