@@ -12,6 +12,7 @@
 #include "domain/compensation.h"
 #include "domain/merchant_router.h"
 #include "domain/preallocation_service.h"
+#include "domain/single_line_preallocator.h"
 #include "domain/system_clock.h"
 #include "http/prometheus.h"
 #include "http/routes.h"
@@ -24,6 +25,7 @@
 #include "mysql/url.h"
 #include "mysql/write_back_store.h"
 #include "redis/client.h"
+#include "redis/redis_async_store.h"
 #include "redis/redis_stock_store.h"
 #include "workers/periodic.h"
 #include "workers/reconcile.h"
@@ -310,14 +312,37 @@ int run(const allot::app::Config& config) {
     return service.switchRoute(dept_no, route);
   };
   allot::http::Router router(service, counters, std::move(router_options));
-  allot::http::HttpServer server(router, {config.listen_host, config.listen_port,
-                                          static_cast<std::size_t>(config.http_threads)});
+  allot::http::ServerOptions server_options{config.listen_host, config.listen_port,
+                                            static_cast<std::size_t>(config.http_threads),
+                                            static_cast<std::size_t>(config.network_threads)};
+  if (config.fast_path && !(*redis)->isCluster()) {
+    // Each network thread pre-allocates single-line orders in one script on a pipelined
+    // connection of its own (redis/redis_async_store.h); Redis Cluster cannot run that
+    // script, so there every order takes the multi-step protocol.
+    auto node = allot::redis::parseNodeAddress(redis_options->seeds.front());
+    if (!node) {
+      spdlog::error("redis_url: {}", node.error().message);
+      return 2;
+    }
+    const allot::redis::ConnectionSettings settings{
+        redis_options->password, redis_options->connect_timeout, redis_options->command_timeout};
+    server_options.make_fast_path = [&, node = *node, settings](boost::asio::io_context& io) {
+      return std::make_unique<allot::SingleLinePreallocator>(
+          std::make_unique<allot::redis::RedisAsyncStore>(io, node, settings,
+                                                          store_options.on_outbox_append),
+          service, counters, allot::limits::kHoldBatchMax,
+          static_cast<std::size_t>(config.hold_calls_in_flight));
+    };
+  }
+  const bool server_options_fast = static_cast<bool>(server_options.make_fast_path);
+  allot::http::HttpServer server(router, std::move(server_options));
   if (auto started = server.start(); !started) {
     spdlog::error("{}", started.error().message);
     return 1;
   }
-  spdlog::info("allotd listening on {}:{} (redis {}, cluster {}, role {})", config.listen_host,
-               server.port(), config.redis_url, (*redis)->isCluster(), config.role);
+  spdlog::info("allotd listening on {}:{} (redis {}, cluster {}, role {}, fast path {})",
+               config.listen_host, server.port(), config.redis_url, (*redis)->isCluster(),
+               config.role, server_options_fast ? "on" : "off");
   waitForStopSignal();
   server.stop();
   reconcile_worker.stop();

@@ -44,6 +44,19 @@ auto integer(const char* name, std::int64_t Config::*field, std::int64_t min, st
   };
 }
 
+auto boolean(const char* name, bool Config::*field) {
+  return [=](Config& config, std::string_view value) -> Result<void> {
+    if (value == "true" || value == "1") {
+      config.*field = true;
+    } else if (value == "false" || value == "0") {
+      config.*field = false;
+    } else {
+      return fail(ErrorCode::kInvalidRequest, std::string(name) + " must be true or false");
+    }
+    return {};
+  };
+}
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> kKeys = {
       {"listen", text(&Config::listen)},
@@ -66,16 +79,10 @@ const std::vector<Key>& keys() {
                                static_cast<std::int64_t>(limits::kHttpThreadsMax))},
       {"redis_pool_size", integer("redis_pool_size", &Config::redis_pool_size, 1,
                                   static_cast<std::int64_t>(limits::kRedisPoolSizeMax))},
-      {"coalesce_holds",
-       [](Config& config, std::string_view value) -> Result<void> {
-         if (value == "true" || value == "1")
-           config.coalesce_holds = true;
-         else if (value == "false" || value == "0")
-           config.coalesce_holds = false;
-         else
-           return fail(ErrorCode::kInvalidRequest, "coalesce_holds must be true or false");
-         return {};
-       }},
+      {"coalesce_holds", boolean("coalesce_holds", &Config::coalesce_holds)},
+      {"fast_path", boolean("fast_path", &Config::fast_path)},
+      {"network_threads", integer("network_threads", &Config::network_threads, 1,
+                                  static_cast<std::int64_t>(limits::kNetworkThreadsMax))},
       {"hold_calls_in_flight",
        integer("hold_calls_in_flight", &Config::hold_calls_in_flight, 1, 16)},
       {"retention_seconds",

@@ -23,8 +23,12 @@ struct Config {
   Route default_route = Route::kRedis;
   std::int64_t http_threads = 64;
   std::int64_t redis_pool_size = 64;
-  bool coalesce_holds = true;  // group commit of concurrent holds on one record
+  bool coalesce_holds = true;             // group commit of concurrent holds on one record
   std::int64_t hold_calls_in_flight = 2;  // coalesced hold calls of one record at once
+  // Single-line pre-allocations in one script on the network threads (standalone Redis
+  // only; ignored on Redis Cluster).
+  bool fast_path = true;
+  std::int64_t network_threads = 2;  // HTTP event loops, each with its own fast path
   std::int64_t retention_seconds = 7 * 24 * 3600;
   std::int64_t startup_timeout_ms = 30'000;  // how long to wait for Redis and MariaDB at start
   std::string log_level = "info";

@@ -25,6 +25,7 @@ inline constexpr int kRedisRedirectsMax = 5;   // MOVED/ASK hops per call
 inline constexpr std::size_t kRedisPoolSizeMax = 256;
 inline constexpr std::size_t kMysqlPoolSizeMax = 64;
 inline constexpr std::size_t kHttpThreadsMax = 512;
+inline constexpr std::size_t kNetworkThreadsMax = 64;
 // Holds of one record coalesced into one script call: bounds the script's run time (Redis
 // serves nothing else meanwhile) and its KEYS (two per hold).
 inline constexpr std::size_t kHoldBatchMax = 64;

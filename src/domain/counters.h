@@ -24,6 +24,11 @@ struct ServiceCounters {
   std::atomic<std::uint64_t> compensations_given_up{0};  // left to an operator and the scan
   std::atomic<std::uint64_t> hold_batches{0};   // coalesced hold calls (HotStore::holdBatch)
   std::atomic<std::uint64_t> holds_batched{0};  // holds carried by them
+  // The single-line fast path (SingleLinePreallocator): its script calls, the orders they
+  // carried, and the orders it handed to the multi-step protocol instead.
+  std::atomic<std::uint64_t> fast_batches{0};
+  std::atomic<std::uint64_t> fast_orders{0};
+  std::atomic<std::uint64_t> fast_fallbacks{0};
 };
 
 }  // namespace allot

@@ -74,6 +74,20 @@ Result<Route> MerchantRouter::admit(const std::string& dept_no) {
   return entry.stored.route;
 }
 
+bool MerchantRouter::tryAdmitRedis(const std::string& dept_no) {
+  auto& shard = shardOf(dept_no);
+  std::lock_guard lock(shard.mutex);
+  const auto found = shard.entries.find(dept_no);
+  if (found == shard.entries.end()) return false;
+  Entry& entry = found->second;
+  if (entry.local_switch || entry.stored.switching || entry.stored.route != Route::kRedis ||
+      entry.loaded_ms < 0 || steadyMs() - entry.loaded_ms >= options_.refresh_ms) {
+    return false;
+  }
+  ++entry.in_flight;
+  return true;
+}
+
 void MerchantRouter::leave(const std::string& dept_no) {
   auto& shard = shardOf(dept_no);
   {

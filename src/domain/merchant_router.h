@@ -63,7 +63,7 @@ struct MerchantRouterOptions {
   std::int64_t drain_calls_ms = 10'000;  // how long a switch waits for the calls in flight
 };
 
-class MerchantRouter final : public StockApi {
+class MerchantRouter final : public StockApi, public RouteGate {
  public:
   MerchantRouter(StockApi& redis_path, StockApi& mysql_path, RouteTable& table, RouteMove move,
                  MerchantRouterOptions options = {});
@@ -82,6 +82,11 @@ class MerchantRouter final : public StockApi {
   [[nodiscard]] Result<MerchantRouteView> view(const std::string& dept_no);
   // Switches the merchant live; a no-op when it is already on `to` and not switching.
   [[nodiscard]] Result<MerchantRouteView> switchRoute(const std::string& dept_no, Route to);
+
+  // RouteGate: the non-blocking admission of the single-line fast path. It never reads the
+  // table: a merchant whose cached route is stale goes the ordinary way, which refreshes it.
+  [[nodiscard]] bool tryAdmitRedis(const std::string& dept_no) override;
+  void leave(const std::string& dept_no) override;
 
  private:
   struct Entry {
@@ -103,7 +108,6 @@ class MerchantRouter final : public StockApi {
   [[nodiscard]] Shard& shardOf(const std::string& dept_no);
   // Admits one call: waits out a local switch, refreshes a stale entry, counts the call.
   [[nodiscard]] Result<Route> admit(const std::string& dept_no);
-  void leave(const std::string& dept_no);
   // Reads the table into the entry when it is stale (or always with force). Shard locked.
   [[nodiscard]] Result<void> refresh(Shard& shard, std::unique_lock<std::mutex>& lock,
                                      const std::string& dept_no, bool force);

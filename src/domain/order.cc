@@ -137,6 +137,33 @@ Result<std::vector<LineOutcome>> decodeLineOutcomes(std::string_view dept_no,
   });
 }
 
+std::string encodeLineRecord(const RecordKey& key) {
+  std::string out;
+  appendKeyFields(out, key);
+  return out;
+}
+
+Result<OrderAnswer> replayedAnswer(const std::string& dept_no, const std::string& order_no,
+                                   OrderStatus stored, std::string_view answer_blob) {
+  ALLOT_TRY(lines, decodeLineOutcomes(dept_no, answer_blob));
+  auto status = stored;
+  if (status == OrderStatus::kDeducted) {  // the first answer was allocated or shortage
+    const bool any_shortage =
+        std::any_of(lines.begin(), lines.end(), [](const auto& line) { return line.shortage > 0; });
+    status = any_shortage ? OrderStatus::kShortage : OrderStatus::kAllocated;
+  }
+  return OrderAnswer{order_no, status, true, std::move(lines)};
+}
+
+Error orderConflict(const std::string& order_no) {
+  return Error{ErrorCode::kIdempotencyConflict,
+               "order " + order_no + " was already placed with other lines"};
+}
+
+Error orderRolledBack(const std::string& order_no) {
+  return Error{ErrorCode::kOrderRolledBack, "order " + order_no + " was rolled back"};
+}
+
 std::string linesDigest(const std::vector<LineRequest>& lines) {
   std::vector<LineRequest> sorted = lines;
   std::sort(sorted.begin(), sorted.end(),

@@ -98,5 +98,16 @@ struct AdjustRequest {
 // The order-insensitive identity of an order's lines: a retry with the same lines in
 // another order is the same order.
 [[nodiscard]] std::string linesDigest(const std::vector<LineRequest>& lines);
+// The record part of a stored line: goods|warehouse|status|type|level.
+[[nodiscard]] std::string encodeLineRecord(const RecordKey& key);
+
+// The answer to a retry of an order that was answered before: its first answer, marked
+// replayed. A deducted order answers with the status its first answer had.
+[[nodiscard]] Result<OrderAnswer> replayedAnswer(const std::string& dept_no,
+                                                 const std::string& order_no, OrderStatus stored,
+                                                 std::string_view answer_blob);
+// The refusals every path answers with the same words.
+[[nodiscard]] Error orderConflict(const std::string& order_no);
+[[nodiscard]] Error orderRolledBack(const std::string& order_no);
 
 }  // namespace allot

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -148,6 +149,51 @@ class HotStore {
                                                 const Quantities& from_db) = 0;
   // A real script call, for readiness.
   [[nodiscard]] virtual Result<void> ping() = 0;
+};
+
+// ---- The single-line fast path (standalone Redis) ----
+
+// One single-line order of a batch: the batch's record, this order's number and quantity.
+struct LineOrder {
+  std::string order_no;
+  std::int64_t qty = 0;
+  bool allow_shortage = false;
+};
+
+struct LineOrderOutcome {
+  enum class Kind {
+    kHeld,          // claimed, held and committed now: status, allocated, shortage
+    kReplay,        // the order exists with the same line: status and answer_blob
+    kInsufficient,  // nothing changed: available
+    kRolledBack,    // a tombstone
+    kConflict,      // the order exists with other lines
+    kSlow,          // nothing changed; the multi-step protocol must serve it (reason)
+  };
+  Kind kind = Kind::kHeld;
+  OrderStatus status = OrderStatus::kAllocated;
+  std::int64_t allocated = 0;
+  std::int64_t shortage = 0;
+  std::int64_t available = 0;
+  std::string answer_blob;  // kReplay: encoded LineOutcomes
+  std::string reason;       // kSlow: "pending", "held" or "unloaded"
+};
+
+// The non-blocking store behind the single-line fast path. It lives on one event-loop
+// thread: every call and every callback happens on that thread.
+class AsyncHotStore {
+ public:
+  using BatchDone = std::function<void(Result<std::vector<LineOrderOutcome>>)>;
+  virtual ~AsyncHotStore() = default;
+
+  // Claims, holds and commits single-line orders of one record, each in one atomic step, one
+  // after the other in the order given: each gets the outcome the multi-step protocol would
+  // have given it at that point when uncontended. `done` runs later, on this thread, with one
+  // outcome per order; an Error means every outcome is unknown. orders: 1..kHoldBatchMax.
+  virtual void preallocateLines(const RecordKey& key, const std::vector<LineOrder>& orders,
+                                BatchDone done) = 0;
+  // Runs fn later on this thread, after the work that is ready now (so that what arrives in
+  // the same turn of the event loop can be batched).
+  virtual void defer(std::function<void()> fn) = 0;
 };
 
 // ---- The database of record ----

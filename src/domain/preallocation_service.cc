@@ -54,11 +54,8 @@ Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRe
   switch (claim.kind) {
     case ClaimOutcome::Kind::kClaimed: break;
     case ClaimOutcome::Kind::kReplay: return replayAnswer(request, claim);
-    case ClaimOutcome::Kind::kConflict:
-      return fail(ErrorCode::kIdempotencyConflict,
-                  "order " + request.order_no + " was already placed with other lines");
-    case ClaimOutcome::Kind::kRolledBack:
-      return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+    case ClaimOutcome::Kind::kConflict: return std::unexpected(orderConflict(request.order_no));
+    case ClaimOutcome::Kind::kRolledBack: return std::unexpected(orderRolledBack(request.order_no));
     case ClaimOutcome::Kind::kBusy: ALLOT_ASSERT(false);  // claimWithWait turns kBusy into an error
   }
   auto held = holdLines(request, lease);
@@ -72,15 +69,10 @@ Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRe
 
 Result<PreallocateOutcome> PreallocationService::replayAnswer(const PreallocateRequest& request,
                                                               const ClaimOutcome& claim) {
-  ALLOT_TRY(lines, decodeLineOutcomes(request.dept_no, claim.answer_blob));
+  ALLOT_TRY(answer,
+            replayedAnswer(request.dept_no, request.order_no, claim.status, claim.answer_blob));
   counters_.orders_replayed.fetch_add(1);
-  auto status = claim.status;
-  if (status == OrderStatus::kDeducted) {  // the first answer was allocated or shortage
-    const bool any_shortage =
-        std::any_of(lines.begin(), lines.end(), [](const auto& line) { return line.shortage > 0; });
-    status = any_shortage ? OrderStatus::kShortage : OrderStatus::kAllocated;
-  }
-  return OrderAnswer{request.order_no, status, true, std::move(lines)};
+  return answer;
 }
 
 Result<ClaimOutcome> PreallocationService::claimWithWait(Lease& lease) {
@@ -193,7 +185,7 @@ Result<PreallocateOutcome> PreallocationService::finishOrder(const PreallocateRe
   auto rolled_back = [&] {
     // Every line gets the rollback's tombstone, so no hold of this order can survive it.
     releaseLines(request.order_no, keysOf(request), ReleaseKind::kRollback);
-    return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+    return std::unexpected(orderRolledBack(request.order_no));
   };
   if (held.lost_claim) return taken_over();
   if (held.rolled_back) {
@@ -258,8 +250,7 @@ Result<EndAnswer> PreallocationService::endOrder(const OrderRef& order, ReleaseK
     switch (end.kind) {
       case EndOutcome::Kind::kNotFound:
         return fail(ErrorCode::kNotFound, "order " + order.order_no + " is unknown");
-      case EndOutcome::Kind::kRolledBack:
-        return fail(ErrorCode::kOrderRolledBack, "order " + order.order_no + " was rolled back");
+      case EndOutcome::Kind::kRolledBack: return std::unexpected(orderRolledBack(order.order_no));
       case EndOutcome::Kind::kDeducted:
         return fail(ErrorCode::kOrderDeducted, "order " + order.order_no + " was deducted");
       case EndOutcome::Kind::kBusy:

@@ -3,6 +3,8 @@
 // (mysql/mysql_path.h), which give the same answers.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "core/result.h"
@@ -24,6 +26,29 @@ class StockApi {
                                                   const std::string& digest) = 0;
   [[nodiscard]] virtual Result<Quantities> readRecord(const RecordKey& key) = 0;
   [[nodiscard]] virtual Result<void> checkReady() = 0;
+};
+
+// The non-blocking side door for single-line pre-allocations (the hot path): it serves a
+// request on the calling event-loop thread when it can, and hands it back otherwise. Every
+// call and callback happens on that one thread.
+class AsyncPreallocator {
+ public:
+  // nullopt: not served here (nothing changed); run the request on the ordinary path.
+  using Done = std::function<void(std::optional<Result<PreallocateOutcome>>)>;
+  virtual ~AsyncPreallocator() = default;
+  // False when the request is not for this path (done is never called); true when done
+  // will run later, exactly once, never inside this call.
+  [[nodiscard]] virtual bool preallocate(PreallocateRequest request, Done done) = 0;
+};
+
+// Admission of a call without waiting, for the non-blocking path (MerchantRouter).
+class RouteGate {
+ public:
+  virtual ~RouteGate() = default;
+  // Admits a call of the merchant when its route is known, fresh and Redis, and no switch is
+  // under way; false otherwise (the ordinary path decides). An admitted call must leave().
+  [[nodiscard]] virtual bool tryAdmitRedis(const std::string& dept_no) = 0;
+  virtual void leave(const std::string& dept_no) = 0;
 };
 
 }  // namespace allot

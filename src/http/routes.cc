@@ -124,12 +124,39 @@ HttpAnswer Router::stock(std::string_view query) {
 HttpAnswer Router::preallocate(std::string_view body) {
   auto request = parsePreallocateRequest(body);
   if (!request) return errorAnswer(request.error());
-  auto outcome = service_.preallocate(*request);
+  return preallocateAnswer(request->order_no, service_.preallocate(*request));
+}
+
+HttpAnswer Router::preallocateAnswer(const std::string& order_no,
+                                     const Result<PreallocateOutcome>& outcome) {
   if (!outcome) return errorAnswer(outcome.error());
   if (const auto* refusal = std::get_if<PreallocateRefusal>(&*outcome)) {
-    return {httpStatus(ErrorCode::kInsufficientStock), encodeRefusal(request->order_no, *refusal)};
+    return {httpStatus(ErrorCode::kInsufficientStock), encodeRefusal(order_no, *refusal)};
   }
   return {200, encodeOrderAnswer(std::get<OrderAnswer>(*outcome))};
+}
+
+bool Router::handleAsync(const HttpRequestView& request, AsyncPreallocator& fast,
+                         std::function<void(std::optional<HttpAnswer>)> done) {
+  // Only what the fast path can serve; everything else, errors included, is handle()'s.
+  if (request.method != "POST" || request.target != "/v1/preallocations") return false;
+  if (!options_.api_token.empty() && !authorized(request.authorization, options_.api_token)) {
+    return false;
+  }
+  auto parsed = parsePreallocateRequest(request.body);
+  if (!parsed || parsed->lines.size() != 1) return false;
+  std::string order_no = parsed->order_no;
+  return fast.preallocate(std::move(*parsed),
+                          [this, order_no = std::move(order_no), done = std::move(done)](
+                              std::optional<Result<PreallocateOutcome>> outcome) {
+                            if (!outcome) {
+                              done(std::nullopt);
+                              return;
+                            }
+                            HttpAnswer answer = preallocateAnswer(order_no, *outcome);
+                            count(Endpoint::kPreallocate, answer.status);
+                            done(std::move(answer));
+                          });
 }
 
 HttpAnswer Router::endOrder(std::string_view body, bool rollback) {
@@ -241,6 +268,14 @@ HttpAnswer Router::metrics() {
           counters_.hold_batches.load());
   counter("allot_holds_batched_total", "Holds carried by the coalesced hold calls.",
           counters_.holds_batched.load());
+  counter("allot_fast_batches_total",
+          "Single-line fast path: script calls (each claims, holds and commits its orders).",
+          counters_.fast_batches.load());
+  counter("allot_fast_orders_total", "Single-line fast path: orders carried by those calls.",
+          counters_.fast_orders.load());
+  counter("allot_fast_fallbacks_total",
+          "Single-line fast path: orders handed to the multi-step protocol instead.",
+          counters_.fast_fallbacks.load());
   counter("allot_compensation_inline_retries_total",
           "Compensation stage 1: reverse operations retried inline.",
           counters_.reverse_retries.load());

@@ -75,6 +75,13 @@ class Router {
   Router(StockApi& service, ServiceCounters& counters, RouterOptions options);
 
   [[nodiscard]] HttpAnswer handle(const HttpRequestView& request);
+  // The non-blocking path of a network thread: a single-line pre-allocation that `fast` can
+  // serve. False when the request is not for it (then handle() must serve it, on a worker);
+  // otherwise `done` runs later, exactly once, with the answer, or with nullopt when the
+  // request must still go to handle() (nothing was changed). The request is read during the
+  // call only.
+  [[nodiscard]] bool handleAsync(const HttpRequestView& request, AsyncPreallocator& fast,
+                                 std::function<void(std::optional<HttpAnswer>)> done);
   // An answer for a request that could not be parsed at all (the server calls this).
   [[nodiscard]] HttpAnswer malformed(std::string_view reason);
 
@@ -84,6 +91,8 @@ class Router {
   [[nodiscard]] HttpAnswer adjust(std::string_view body);
   [[nodiscard]] HttpAnswer stock(std::string_view query);
   [[nodiscard]] HttpAnswer preallocate(std::string_view body);
+  [[nodiscard]] static HttpAnswer preallocateAnswer(const std::string& order_no,
+                                                    const Result<PreallocateOutcome>& outcome);
   [[nodiscard]] HttpAnswer endOrder(std::string_view body, bool rollback);
   [[nodiscard]] HttpAnswer order(std::string_view query);
   [[nodiscard]] HttpAnswer admin(const HttpRequestView& request, std::string_view path);

@@ -1,9 +1,18 @@
+// The server's connections. Each is a small state machine on its network thread: read into a
+// buffer, let Beast's parser take what arrived (so requests that came together are served
+// one after the other without another read), answer, write, and read again. Answers are
+// written as one string, status line and headers included, in one write. The idle timeout
+// is one timer per connection, re-armed only when it fires (an answered request just moves
+// the deadline), so a request costs no timer operation.
 #include "http/server.h"
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -15,34 +24,14 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-
-struct HttpServer::Impl {
-  Router& router;
-  ServerOptions options;
-  asio::io_context io{static_cast<int>(options.io_threads)};
-  asio::thread_pool workers{options.threads};
-  tcp::acceptor acceptor{io};
-  std::vector<std::thread> threads;
-  std::uint16_t bound_port = 0;
-
-  Impl(Router& r, ServerOptions o) : router(r), options(std::move(o)) {}
-
-  asio::awaitable<void> accept();
-  asio::awaitable<void> session(tcp::socket socket);
-};
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-bhttp::response<bhttp::string_body> toResponse(HttpAnswer answer, unsigned version,
-                                               bool keep_alive) {
-  bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(answer.status), version};
-  response.set(bhttp::field::server, "allotd");
-  response.set(bhttp::field::content_type, answer.content_type);
-  response.keep_alive(keep_alive);
-  response.body() = std::move(answer.body);
-  response.prepare_payload();
-  return response;
-}
+// Bytes asked of the socket per read; a request larger than this takes several reads.
+constexpr std::size_t kReadChunkBytes = 16 * 1024;
+// How long the answer to a request that could not be read may take to leave.
+constexpr std::chrono::seconds kFarewellTimeout{5};
 
 std::string readFailureReason(const beast::error_code& error) {
   if (error == bhttp::error::body_limit) {
@@ -54,63 +43,259 @@ std::string readFailureReason(const beast::error_code& error) {
   return "malformed HTTP request: " + error.message();
 }
 
-}  // namespace
-
-asio::awaitable<void> HttpServer::Impl::session(tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
-  while (true) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.body_limit(limits::kRequestBodyBytesMax);
-    parser.header_limit(static_cast<std::uint32_t>(limits::kRequestHeaderBytesMax));
-    stream.expires_after(std::chrono::milliseconds(options.idle_timeout_ms));
-    auto [read_error, read_bytes] =
-        co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-    if (read_error) {
-      const bool answerable =
-          read_error != bhttp::error::end_of_stream && read_error != asio::error::eof &&
-          read_error != beast::error::timeout && read_error != asio::error::connection_reset;
-      if (answerable) {
-        // The request cannot be read to its end, so the connection cannot be reused.
-        auto response = toResponse(router.malformed(readFailureReason(read_error)), 11, false);
-        stream.expires_after(std::chrono::seconds(5));
-        co_await bhttp::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
-      }
-      break;
-    }
-    auto& request = parser.get();
-    const auto authorization = request[bhttp::field::authorization];
-    const HttpRequestView view{request.method_string(), request.target(), authorization,
-                               request.body()};
-    const bool keep_alive = request.keep_alive();
-    // Run the (blocking) call on a worker; this coroutine resumes on the network threads.
-    HttpAnswer answer = co_await asio::co_spawn(
-        workers, [&]() -> asio::awaitable<HttpAnswer> { co_return router.handle(view); },
-        asio::use_awaitable);
-    auto response = toResponse(std::move(answer), request.version(), keep_alive);
-    stream.expires_after(std::chrono::milliseconds(options.idle_timeout_ms));
-    auto [write_error, written] =
-        co_await bhttp::async_write(stream, response, asio::as_tuple(asio::use_awaitable));
-    if (write_error || !keep_alive) break;
+// The whole answer as it goes on the wire. HTTP/1.1 connections persist unless they say
+// close; HTTP/1.0 ones only when they asked for keep-alive (Beast's keep_alive() decides).
+std::string wireAnswer(const HttpAnswer& answer, unsigned version, bool keep_alive) {
+  const auto status = static_cast<bhttp::status>(answer.status);
+  const std::string_view reason = bhttp::obsolete_reason(status);
+  std::string out;
+  out.reserve(128 + answer.body.size());
+  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out.append(std::to_string(answer.status)).append(" ").append(reason);
+  out.append("\r\nServer: allotd\r\nContent-Type: ").append(answer.content_type);
+  out.append("\r\nContent-Length: ").append(std::to_string(answer.body.size()));
+  if (!keep_alive) {
+    out.append("\r\nConnection: close");
+  } else if (version == 10) {
+    out.append("\r\nConnection: keep-alive");
   }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  out.append("\r\n\r\n").append(answer.body);
+  return out;
 }
 
-asio::awaitable<void> HttpServer::Impl::accept() {
-  while (acceptor.is_open()) {
-    auto [error, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
-    if (error) {
-      if (error == asio::error::operation_aborted) break;
-      // E.g. too many open files: keep serving the connections we have, and try again
-      // shortly instead of spinning on the error.
-      asio::steady_timer pause(io, std::chrono::milliseconds(50));
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-      continue;
+}  // namespace
+
+// One network thread: its io_context, and its fast path (which lives on that io_context and
+// is destroyed before it).
+struct NetworkThread {
+  asio::io_context io{1};
+  std::unique_ptr<AsyncPreallocator> fast;
+};
+
+struct HttpServer::Impl {
+  Router& router;
+  ServerOptions options;
+  asio::thread_pool workers{options.threads};
+  std::vector<std::unique_ptr<NetworkThread>> network;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+  std::uint16_t bound_port = 0;
+  std::size_t next_thread = 0;
+
+  Impl(Router& r, ServerOptions o)
+      : router(r), options(std::move(o)), network(makeNetwork()), acceptor(network[0]->io) {}
+
+  std::vector<std::unique_ptr<NetworkThread>> makeNetwork() {
+    std::vector<std::unique_ptr<NetworkThread>> made;
+    for (std::size_t i = 0; i < std::max<std::size_t>(options.io_threads, 1); ++i) {
+      made.push_back(std::make_unique<NetworkThread>());
+      if (options.make_fast_path) made.back()->fast = options.make_fast_path(made.back()->io);
     }
-    socket.set_option(tcp::no_delay(true));
-    asio::co_spawn(io, session(std::move(socket)), asio::detached);
+    return made;
   }
+
+  void accept();
+};
+
+namespace {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Router& router, asio::thread_pool& workers, NetworkThread& thread, tcp::socket socket,
+             std::chrono::milliseconds idle_timeout)
+      : router_(router),
+        workers_(workers),
+        thread_(thread),
+        socket_(std::move(socket)),
+        timer_(thread.io),
+        idle_timeout_(idle_timeout) {}
+
+  void start() {
+    deadline_ = Clock::now() + idle_timeout_;
+    armTimer(idle_timeout_);
+    nextRequest();
+  }
+
+ private:
+  using Parser = bhttp::request_parser<bhttp::string_body>;
+
+  void nextRequest() {
+    parser_.emplace();
+    parser_->body_limit(limits::kRequestBodyBytesMax);
+    parser_->header_limit(static_cast<std::uint32_t>(limits::kRequestHeaderBytesMax));
+    parseBuffered();
+  }
+
+  // Feeds the parser what is buffered; reads more when it needs more.
+  void parseBuffered() {
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+      beast::error_code error;
+      const std::size_t used = parser_->put(buffer_.data(), error);
+      buffer_.consume(used);
+      if (error == bhttp::error::need_more) break;
+      if (error) {
+        refuse(error);
+        return;
+      }
+    }
+    if (parser_->is_done()) {
+      serve();
+      return;
+    }
+    readMore();
+  }
+
+  void readMore() {
+    socket_.async_read_some(
+        buffer_.prepare(kReadChunkBytes),
+        [self = shared_from_this()](const beast::error_code& error, std::size_t bytes) {
+          self->onRead(error, bytes);
+        });
+  }
+
+  void onRead(const beast::error_code& error, std::size_t bytes) {
+    if (error) {
+      if (error == asio::error::eof && parser_->got_some()) {
+        // The peer ended in the middle of a request: answer it, as Beast's read would.
+        refuse(bhttp::error::partial_message);
+      } else {
+        close();  // end of stream, reset, or our own timeout closing the socket
+      }
+      return;
+    }
+    buffer_.commit(bytes);
+    parseBuffered();
+  }
+
+  void serve() {
+    auto& request = parser_->get();
+    view_ = HttpRequestView{request.method_string(), request.target(),
+                            request[bhttp::field::authorization], request.body()};
+    keep_alive_ = request.keep_alive();
+    version_ = request.version();
+    state_ = State::kServing;
+    if (thread_.fast != nullptr) {
+      auto resume = [self = shared_from_this()](std::optional<HttpAnswer> answer) {
+        // Posted: never resumed inside the fast path's own callback.
+        asio::post(self->thread_.io, [self, answer = std::move(answer)]() mutable {
+          if (answer) {
+            self->answer(std::move(*answer));
+          } else {
+            self->serveOnWorker();
+          }
+        });
+      };
+      if (router_.handleAsync(view_, *thread_.fast, std::move(resume))) return;
+    }
+    serveOnWorker();
+  }
+
+  // The blocking path: a worker runs the call; the answer comes back to this thread.
+  void serveOnWorker() {
+    asio::post(workers_, [self = shared_from_this()] {
+      HttpAnswer answer = self->router_.handle(self->view_);
+      asio::post(self->thread_.io,
+                 [self, answer = std::move(answer)]() mutable { self->answer(std::move(answer)); });
+    });
+  }
+
+  void answer(HttpAnswer answer) {
+    write(wireAnswer(answer, version_, keep_alive_), keep_alive_, idle_timeout_);
+  }
+
+  // A request that cannot be read to its end: the connection cannot be reused.
+  void refuse(const beast::error_code& error) {
+    write(wireAnswer(router_.malformed(readFailureReason(error)), 11, false), false,
+          kFarewellTimeout);
+  }
+
+  void write(std::string wire, bool keep_alive, Clock::duration timeout) {
+    out_ = std::move(wire);
+    state_ = State::kWriting;
+    deadline_ = Clock::now() + timeout;
+    asio::async_write(
+        socket_, asio::buffer(out_),
+        [self = shared_from_this(), keep_alive](const beast::error_code& error, std::size_t) {
+          if (error || !keep_alive) {
+            self->close();
+            return;
+          }
+          self->state_ = State::kReading;
+          self->deadline_ = Clock::now() + self->idle_timeout_;
+          self->nextRequest();
+        });
+  }
+
+  void armTimer(Clock::duration after) {
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this()](const beast::error_code& error) {
+      if (error || !self->socket_.is_open()) return;
+      const auto now = Clock::now();
+      if (self->state_ == State::kServing) {
+        // A call in progress is bounded by the service itself; only reads and writes time out.
+        self->armTimer(self->idle_timeout_);
+      } else if (now < self->deadline_) {
+        self->armTimer(self->deadline_ - now);
+      } else {
+        self->close();
+      }
+    });
+  }
+
+  void close() {
+    if (!socket_.is_open()) return;
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.close(ignored);
+    timer_.cancel();
+  }
+
+  Router& router_;
+  asio::thread_pool& workers_;
+  NetworkThread& thread_;
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  const Clock::duration idle_timeout_;
+  Clock::time_point deadline_{};
+  beast::flat_buffer buffer_;
+  std::optional<Parser> parser_;
+  HttpRequestView view_;  // into parser_'s message, while it is served
+  std::string out_;       // the answer being written
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+  // Reading: waiting for (the rest of) a request, deadline_ is the idle timeout. Serving: a
+  // call is answering it. Writing: the answer goes out, deadline_ bounds it.
+  enum class State { kReading, kServing, kWriting };
+  State state_ = State::kReading;
+};
+
+}  // namespace
+
+void HttpServer::Impl::accept() {
+  // Each connection goes to the next network thread in turn and stays there.
+  NetworkThread& thread = *network[next_thread];
+  next_thread = (next_thread + 1) % network.size();
+  acceptor.async_accept(
+      thread.io, [this, &thread](const beast::error_code& error, tcp::socket socket) {
+        if (error == asio::error::operation_aborted || !acceptor.is_open()) return;
+        if (error) {
+          // E.g. too many open files: keep serving the connections we have, and try again
+          // shortly instead of spinning on the error.
+          auto pause =
+              std::make_shared<asio::steady_timer>(network[0]->io, std::chrono::milliseconds(50));
+          pause->async_wait([this, pause](const beast::error_code&) { accept(); });
+          return;
+        }
+        beast::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
+        // The connection starts on its own thread; this one goes back to accepting.
+        asio::post(thread.io, [this, &thread, socket = std::move(socket)]() mutable {
+          std::make_shared<Connection>(router, workers, thread, std::move(socket),
+                                       std::chrono::milliseconds(options.idle_timeout_ms))
+              ->start();
+        });
+        accept();
+      });
 }
 
 HttpServer::HttpServer(Router& router, ServerOptions options)
@@ -134,9 +319,14 @@ Result<void> HttpServer::start() {
                                              error.message());
   }
   impl_->bound_port = acceptor.local_endpoint().port();
-  asio::co_spawn(impl_->io, impl_->accept(), asio::detached);
-  for (std::size_t i = 0; i < impl_->options.io_threads; ++i) {
-    impl_->threads.emplace_back([this] { impl_->io.run(); });
+  asio::post(impl_->network[0]->io, [impl = impl_.get()] { impl->accept(); });
+  for (auto& thread : impl_->network) {
+    // Keeps a network thread without connections running until stop().
+    auto* io = &thread->io;
+    impl_->threads.emplace_back([io] {
+      auto guard = asio::make_work_guard(*io);
+      io->run();
+    });
   }
   return {};
 }
@@ -145,11 +335,11 @@ std::uint16_t HttpServer::port() const { return impl_->bound_port; }
 
 void HttpServer::stop() {
   if (!impl_ || impl_->threads.empty()) return;
-  // The acceptor belongs to the io_context's threads: close it there, not from this thread.
-  asio::post(impl_->io, [this] {
+  // The acceptor belongs to the first network thread: close it there, not from this thread.
+  asio::post(impl_->network[0]->io, [this] {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
-    impl_->io.stop();
+    for (auto& thread : impl_->network) thread->io.stop();
   });
   for (auto& thread : impl_->threads) {
     if (thread.joinable()) thread.join();

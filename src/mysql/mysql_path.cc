@@ -212,12 +212,9 @@ Result<PreallocateOutcome> answerExisting(Connection& connection, const Prealloc
     return fail(ErrorCode::kInternal, "order " + request.order_no + " vanished while locked");
   }
   if (stored->status == OrderStatus::kRolledBack) {
-    return fail(ErrorCode::kOrderRolledBack, "order " + request.order_no + " was rolled back");
+    return std::unexpected(orderRolledBack(request.order_no));
   }
-  if (stored->digest != digest) {
-    return fail(ErrorCode::kIdempotencyConflict,
-                "order " + request.order_no + " was already placed with other lines");
-  }
+  if (stored->digest != digest) return std::unexpected(orderConflict(request.order_no));
   ALLOT_TRY(lines, selectLines(connection, order, kSelectLines));
   // A deducted order replays its first answer, which was allocated or shortage.
   const OrderStatus status =
@@ -365,8 +362,7 @@ Result<EndAnswer> deductOnce(Connection& connection, const OrderRef& order) {
   if (!stored) return std::unexpected(unknownOrder(order));
   switch (stored->status) {
     case OrderStatus::kDeducted: return EndAnswer{order.order_no, OrderStatus::kDeducted, true};
-    case OrderStatus::kRolledBack:
-      return fail(ErrorCode::kOrderRolledBack, "order " + order.order_no + " was rolled back");
+    case OrderStatus::kRolledBack: return std::unexpected(orderRolledBack(order.order_no));
     case OrderStatus::kAllocated:
     case OrderStatus::kShortage:
     case OrderStatus::kPending: break;

@@ -4,29 +4,14 @@
 #include <charconv>
 #include <string_view>
 
-#include "allot_redis_lua.h"
 #include "core/assert.h"
 #include "core/limits.h"
 #include "redis/keys.h"
+#include "redis/scripts.h"
 
 namespace allot::redis {
 
 namespace {
-
-const Script& findScript(std::string_view name) {
-  static const std::vector<Script> kScripts = [] {
-    std::vector<Script> scripts;
-    for (const auto& file : lua::files()) {
-      scripts.emplace_back(std::string(file.name), std::string(file.text));
-    }
-    return scripts;
-  }();
-  for (const auto& script : kScripts) {
-    if (script.name() == name) return script;
-  }
-  ALLOT_ASSERT(false && "a script named in redis_stock_store.cc is not embedded");
-  std::abort();
-}
 
 Error unexpected(std::string_view script, const Reply& reply) {
   std::string message = "unexpected reply from " + std::string(script);
@@ -76,18 +61,18 @@ std::string_view releaseKindName(ReleaseKind kind) {
 }  // namespace
 
 struct RedisStockStore::Scripts {
-  const Script& hold = findScript("hold.lua");
-  const Script& release = findScript("release.lua");
-  const Script& adjust = findScript("adjust.lua");
-  const Script& order_claim = findScript("order_claim.lua");
-  const Script& order_commit = findScript("order_commit.lua");
-  const Script& order_abort = findScript("order_abort.lua");
-  const Script& order_end = findScript("order_end.lua");
-  const Script& order_released = findScript("order_released.lua");
-  const Script& ping = findScript("ping.lua");
-  const Script& record_evict = findScript("record_evict.lua");
-  const Script& order_load = findScript("order_load.lua");
-  const Script& line_load = findScript("line_load.lua");
+  const Script& hold = embeddedScript("hold.lua");
+  const Script& release = embeddedScript("release.lua");
+  const Script& adjust = embeddedScript("adjust.lua");
+  const Script& order_claim = embeddedScript("order_claim.lua");
+  const Script& order_commit = embeddedScript("order_commit.lua");
+  const Script& order_abort = embeddedScript("order_abort.lua");
+  const Script& order_end = embeddedScript("order_end.lua");
+  const Script& order_released = embeddedScript("order_released.lua");
+  const Script& ping = embeddedScript("ping.lua");
+  const Script& record_evict = embeddedScript("record_evict.lua");
+  const Script& order_load = embeddedScript("order_load.lua");
+  const Script& line_load = embeddedScript("line_load.lua");
 };
 
 RedisStockStore::RedisStockStore(Client& client, StoreOptions options)

@@ -10,7 +10,8 @@
 //
 // Which streams: those named by noteStream() (cheap and thread-safe, called after each script
 // that appends), and those a periodic sweep of every master finds (SCAN MATCH ob:* TYPE
-// stream), so streams written by other processes or before a crash are found too.
+// stream on Redis Cluster; on a standalone server a script asks which of the 16,384 possible
+// stream names exist), so streams written by other processes or before a crash are found too.
 #pragma once
 
 #include <atomic>
@@ -119,6 +120,8 @@ class WriteBack {
   [[nodiscard]] Result<void> trim(const std::string& stream, const std::string& last_id);
   // Adds every outbox stream of every master to streams_. Caller holds pass_mutex_.
   [[nodiscard]] Result<void> sweep();
+  // Every outbox stream that exists, on every master.
+  [[nodiscard]] Result<void> findStreams(const std::function<void(const std::string&)>& each);
   [[nodiscard]] Result<void> scanMasters(const std::string& pattern,
                                          const std::function<void(const std::string&)>& each);
   [[nodiscard]] Result<void> scanNode(const std::string& routing_key, const std::string& pattern,

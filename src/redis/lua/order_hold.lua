@@ -1,0 +1,100 @@
+-- order_hold.lua: pre-allocates N single-line orders (N >= 1) of one record in one atomic
+-- step each: the claim, the hold and the commit of the multi-step protocol (order_claim.lua,
+-- hold.lua, order_commit.lua) done together, one order after the other in the order given.
+-- Concurrent single-line orders of one hot record are coalesced into one call (group commit).
+--
+-- It touches the record's keys and the orders' own hashes, which live in other hash slots,
+-- so it is only used on standalone Redis (one server owns every slot); Redis Cluster takes
+-- the multi-step protocol. It leaves exactly the keys the three scripts would have left after
+-- an uncontended run: the order hash (st, ln, an; never pending), the anti-duplicate key, the
+-- counters, and the outbox event, so every other script reads its orders unchanged.
+--
+-- KEYS[1] u:{rec}  KEYS[2] s:{rec}  KEYS[3] l:{rec}   usable, subtracted, ullage
+-- KEYS[4] ob:{slot}  the outbox stream of the record's slot
+-- KEYS[3i+2], KEYS[3i+3], KEYS[3i+4]  o:{rec}:<order>, rb:{rec}:<order>, ord:{dept|order} of
+--                                     order i (i = 1 .. N)
+-- ARGV[1] record index  ARGV[2] dept_no
+-- ARGV[3] the record part of a stored line: goods|warehouse|status|type|level
+-- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]  order_no, qty, allow_shortage "0" | "1" of order i
+--
+-- Returns 5 values per order, {code, allocated, shortage, available, text}, in the order given:
+--   1 held and committed now (text: the status, A or S);
+--   2 replay: the order exists with the same line (text: its status letter, then its answer
+--     lines); 0 insufficient, nothing changed (available); 3 rolled back (a tombstone);
+--   5 conflict: the order exists with other lines;
+--   6 not for this script, nothing changed: the caller takes the multi-step protocol (text:
+--     why: "pending" another caller holds a claim, "held" a hold without its order,
+--     "unloaded" the record is not in Redis).
+--
+-- The outbox event is one `hold` event in the record's stream that also carries the order's
+-- state (st): the write-back applies it as the hold and as the order's commit.
+-- Invariant: usable >= 0 and subtracted >= 0 before and after each order, so
+-- 0 <= preallocated <= on_hand; an order is either wholly committed or not touched at all.
+local function int(n) return string.format('%d', n) end
+
+local record_index, dept_no, line_prefix = ARGV[1], ARGV[2], ARGV[3]
+-- The record's counters are read once and written once per call: no other command runs
+-- between the orders of one script, so the sums are what order-by-order writes would leave.
+local usable = nil  -- read at the first order that needs it
+local taken, short = 0, 0
+
+local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_text, allow_shortage)
+  local line = line_prefix .. '|' .. qty_text
+  local st = redis.call('HGET', order_key, 'st')
+  if st then
+    if st == 'R' then return 3, 0, 0, 0, '' end
+    local digest = redis.call('HGET', order_key, 'dg') or redis.call('HGET', order_key, 'ln')
+    if digest ~= line then return 5, 0, 0, 0, '' end
+    if st == 'P' then return 6, 0, 0, 0, 'pending' end
+    return 2, 0, 0, 0, st .. (redis.call('HGET', order_key, 'an') or '')
+  end
+  -- One lookup for both keys; which one exists is asked only when one does (rare).
+  if redis.call('EXISTS', tombstone_key, operate_key) > 0 then
+    if redis.call('EXISTS', tombstone_key) == 1 then return 3, 0, 0, 0, '' end
+    return 6, 0, 0, 0, 'held'
+  end
+  if usable == nil then
+    usable = redis.call('GET', KEYS[1])
+    if not usable then
+      usable = nil
+      return 6, 0, 0, 0, 'unloaded'
+    end
+    usable = tonumber(usable)
+  end
+  local qty = tonumber(qty_text)
+  local allocated, shortage = qty, 0
+  local allocated_text, shortage_text = qty_text, '0'
+  if usable < qty then
+    if allow_shortage ~= '1' then return 0, 0, 0, usable, '' end
+    allocated = math.max(usable, 0)
+    shortage = qty - allocated
+    allocated_text, shortage_text = int(allocated), int(shortage)
+  end
+  usable = usable - allocated
+  taken = taken + allocated
+  short = short + shortage
+  local status = shortage > 0 and 'S' or 'A'
+  redis.call('SET', operate_key, allocated_text .. ':' .. shortage_text)
+  redis.call('HSET', order_key, 'st', status, 'ln', line,
+             'an', line .. '|' .. allocated_text .. '|' .. shortage_text)
+  redis.call('XADD', KEYS[4], '*', 'e', 'hold', 'r', record_index, 'd', dept_no, 'o', order_no,
+             'a', allocated_text, 's', shortage_text, 'st', status)
+  return 1, allocated, shortage, usable, status
+end
+
+local answers = {}
+local count = (#ARGV - 3) / 3
+for i = 1, count do
+  local k, a = 3 * i + 2, 3 * i + 1
+  local code, allocated, shortage, available, text =
+      orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1], ARGV[a + 2])
+  local n = #answers
+  answers[n + 1], answers[n + 2], answers[n + 3], answers[n + 4], answers[n + 5] =
+      code, allocated, shortage, available, text
+end
+if taken > 0 then
+  redis.call('DECRBY', KEYS[1], int(taken))
+  redis.call('INCRBY', KEYS[2], int(taken))
+end
+if short > 0 then redis.call('INCRBY', KEYS[3], int(short)) end
+return answers

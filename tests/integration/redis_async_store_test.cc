@@ -1,0 +1,253 @@
+// The single-line fast path's script (lua/order_hold.lua) through RedisAsyncStore and its
+// pipelined AsyncConnection, against a real standalone Redis: each order is claimed, held and
+// committed in one step and leaves exactly what the multi-step protocol leaves, so the other
+// scripts (replay, rollback, deduct) read it unchanged; what the script cannot finish it
+// leaves untouched.
+#include "redis/redis_async_store.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+
+#include "redis/client.h"
+#include "redis/keys.h"
+#include "redis/redis_stock_store.h"
+#include "support/allotd_process.h"
+#include "support/servers.h"
+#include "support/test_env.h"
+
+namespace allot {
+namespace {
+
+using Kind = LineOrderOutcome::Kind;
+
+class AsyncStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    client_ = testing::connectRedis(testing::redisUrl());
+    ASSERT_NE(client_, nullptr);
+    store_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
+    auto options = redis::parseRedisUrl(testing::redisUrl());
+    ASSERT_TRUE(options.has_value());
+    auto node = redis::parseNodeAddress(options->seeds.front());
+    ASSERT_TRUE(node.has_value());
+    fast_ = std::make_unique<redis::RedisAsyncStore>(
+        io_, *node, redis::ConnectionSettings{options->password},
+        [this](const std::string& stream) { noted_.push_back(stream); });
+    dept_ = testing::uniqueName("as");
+  }
+
+  RecordKey record(const std::string& goods) { return RecordKey{dept_, goods, "W1"}; }
+
+  void load(const RecordKey& key, std::int64_t on_hand) {
+    ASSERT_TRUE(store_->loadRecord(key, Quantities{on_hand, 0, 0}).value());
+  }
+
+  // One call, run to its answer.
+  Result<std::vector<LineOrderOutcome>> call(const RecordKey& key,
+                                             const std::vector<LineOrder>& orders,
+                                             redis::RedisAsyncStore* store = nullptr) {
+    std::optional<Result<std::vector<LineOrderOutcome>>> answer;
+    (store ? store : fast_.get())
+        ->preallocateLines(key, orders, [&](Result<std::vector<LineOrderOutcome>> outcomes) {
+          answer = std::move(outcomes);
+        });
+    io_.restart();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!answer && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(50));
+    }
+    if (!answer) return fail(ErrorCode::kInternal, "no answer within 10 s");
+    return std::move(*answer);
+  }
+
+  std::vector<LineOrderOutcome> called(const RecordKey& key, const std::vector<LineOrder>& orders) {
+    auto outcomes = call(key, orders);
+    EXPECT_TRUE(outcomes.has_value()) << outcomes.error().message;
+    EXPECT_EQ(outcomes ? outcomes->size() : 0, orders.size());
+    return outcomes ? *outcomes : std::vector<LineOrderOutcome>(orders.size());
+  }
+
+  Quantities read(const RecordKey& key) {
+    auto q = store_->readRecord(key);
+    EXPECT_TRUE(q.has_value() && q->has_value());
+    return q && *q ? **q : Quantities{};
+  }
+
+  // The hold events of the record's stream for one order, as field lists.
+  std::vector<std::vector<std::string>> holdEvents(const RecordKey& key,
+                                                   const std::string& order_no) {
+    const auto stream = redis::keys::outboxFor(redis::keys::usable(key));
+    auto reply = client_->command(stream, {"XRANGE", stream, "-", "+"});
+    std::vector<std::vector<std::string>> found;
+    if (!reply || !reply->isArray()) return found;
+    for (const auto& entry : reply->elements) {
+      std::vector<std::string> fields;
+      bool mine = false;
+      for (const auto& field : entry.elements[1].elements) fields.push_back(field.str);
+      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+        if (fields[i] == "o" && fields[i + 1] == order_no) mine = true;
+      }
+      if (mine && fields.size() >= 2 && fields[1] == "hold") found.push_back(fields);
+    }
+    return found;
+  }
+
+  std::string hashField(const std::string& key, const std::string& field) {
+    auto reply = client_->command(key, {"HGET", key, field});
+    return reply && reply->isString() ? reply->str : std::string("(nil)");
+  }
+
+  boost::asio::io_context io_{1};
+  std::unique_ptr<redis::Client> client_;
+  std::unique_ptr<redis::RedisStockStore> store_;
+  std::unique_ptr<redis::RedisAsyncStore> fast_;
+  std::vector<std::string> noted_;
+  std::string dept_;
+};
+
+TEST_F(AsyncStoreTest, HoldsAndCommitsEachOrderAsTheMultiStepProtocolWould) {
+  const auto key = record("G1");
+  load(key, 10);
+  const auto outcomes = called(key, {{"O1", 4, false}, {"O2", 3, false}});
+  EXPECT_EQ(outcomes[0].kind, Kind::kHeld);
+  EXPECT_EQ(outcomes[0].status, OrderStatus::kAllocated);
+  EXPECT_EQ(outcomes[0].allocated, 4);
+  EXPECT_EQ(outcomes[0].available, 6);
+  EXPECT_EQ(outcomes[1].available, 3);
+  EXPECT_EQ(read(key), (Quantities{10, 7, 0}));
+  // What order_claim + hold + order_commit leave: the order hash, the anti-duplicate key.
+  const auto order_key = redis::keys::order(OrderRef{dept_, "O1"});
+  EXPECT_EQ(hashField(order_key, "st"), "A");
+  EXPECT_EQ(hashField(order_key, "ln"), "G1|W1|1|1|A|4");
+  EXPECT_EQ(hashField(order_key, "an"), "G1|W1|1|1|A|4|4|0");
+  EXPECT_EQ(hashField(order_key, "tk"), "(nil)");
+  auto operate = client_->command("", {"GET", redis::keys::operate(key, "O1")});
+  EXPECT_EQ(operate->str, "4:0");
+  // One event each, in the record's stream, carrying the order's state.
+  const auto events = holdEvents(key, "O1");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0], (std::vector<std::string>{"e", "hold", "r", key.index(), "d", dept_, "o",
+                                                 "O1", "a", "4", "s", "0", "st", "A"}));
+  EXPECT_EQ(noted_.back(), redis::keys::outboxFor(redis::keys::usable(key)));
+  // The multi-step protocol reads it: a claim of the same lines replays, a rollback ends it.
+  auto claim = store_->claimOrder(OrderRef{dept_, "O1"}, "G1|W1|1|1|A|4", "G1|W1|1|1|A|4", "t", 0);
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_EQ(claim->kind, ClaimOutcome::Kind::kReplay);
+  EXPECT_EQ(claim->answer_blob, "G1|W1|1|1|A|4|4|0");
+  auto ended = store_->endOrder(OrderRef{dept_, "O1"}, ReleaseKind::kRollback);
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->kind, EndOutcome::Kind::kStarted);
+  EXPECT_EQ(ended->lines_blob, "G1|W1|1|1|A|4");
+  EXPECT_TRUE(store_->release(key, "O1", ReleaseKind::kRollback)->released);
+  EXPECT_EQ(read(key), (Quantities{10, 3, 0}));
+}
+
+TEST_F(AsyncStoreTest, ARetryReplaysAndOtherLinesConflict) {
+  const auto key = record("G1");
+  load(key, 10);
+  ASSERT_EQ(called(key, {{"O1", 2, false}})[0].kind, Kind::kHeld);
+  const auto again = called(key, {{"O1", 2, false}, {"O1", 3, false}});
+  EXPECT_EQ(again[0].kind, Kind::kReplay);
+  EXPECT_EQ(again[0].status, OrderStatus::kAllocated);
+  EXPECT_EQ(again[0].answer_blob, "G1|W1|1|1|A|2|2|0");
+  EXPECT_EQ(again[1].kind, Kind::kConflict);
+  EXPECT_EQ(read(key), (Quantities{10, 2, 0}));
+  EXPECT_EQ(holdEvents(key, "O1").size(), 1u);
+  // The same order twice in one call: the second is the first's replay.
+  const auto twice = called(key, {{"O2", 1, false}, {"O2", 1, false}});
+  EXPECT_EQ(twice[0].kind, Kind::kHeld);
+  EXPECT_EQ(twice[1].kind, Kind::kReplay);
+  EXPECT_EQ(read(key), (Quantities{10, 3, 0}));
+  // A multi-line order of that number conflicts too.
+  const std::string two_lines = "G1|W1|1|1|A|1\nG2|W1|1|1|A|1";
+  ASSERT_EQ(store_->claimOrder(OrderRef{dept_, "M1"}, two_lines, two_lines, "t", 0)->kind,
+            ClaimOutcome::Kind::kClaimed);
+  ASSERT_TRUE(store_->commitOrder(OrderRef{dept_, "M1"}, OrderStatus::kAllocated,
+                                  "G1|W1|1|1|A|1|1|0\nG2|W1|1|1|A|1|1|0", "t"));
+  EXPECT_EQ(called(key, {{"M1", 1, false}})[0].kind, Kind::kConflict);
+}
+
+TEST_F(AsyncStoreTest, TombstonesRefuseAndNothingIsHeld) {
+  const auto key = record("G1");
+  load(key, 10);
+  // A rollback that came first: a bare order tombstone, and a record tombstone.
+  ASSERT_EQ(store_->endOrder(OrderRef{dept_, "R1"}, ReleaseKind::kRollback)->kind,
+            EndOutcome::Kind::kStarted);
+  ASSERT_TRUE(store_->release(key, "R2", ReleaseKind::kRollback).has_value());
+  const auto outcomes = called(key, {{"R1", 1, false}, {"R2", 1, false}});
+  EXPECT_EQ(outcomes[0].kind, Kind::kRolledBack);
+  EXPECT_EQ(outcomes[1].kind, Kind::kRolledBack);
+  EXPECT_EQ(read(key), (Quantities{10, 0, 0}));
+  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "R2"}), "st"), "(nil)");
+}
+
+TEST_F(AsyncStoreTest, ShortageAndRefusalFollowTheHoldRules) {
+  const auto key = record("G1");
+  load(key, 5);
+  const auto outcomes =
+      called(key, {{"N1", 4, false}, {"N2", 3, false}, {"N3", 3, true}, {"N4", 1, false}});
+  EXPECT_EQ(outcomes[0].kind, Kind::kHeld);
+  EXPECT_EQ(outcomes[1].kind, Kind::kInsufficient);
+  EXPECT_EQ(outcomes[1].available, 1);
+  EXPECT_EQ(outcomes[2].kind, Kind::kHeld);
+  EXPECT_EQ(outcomes[2].status, OrderStatus::kShortage);
+  EXPECT_EQ(outcomes[2].allocated, 1);
+  EXPECT_EQ(outcomes[2].shortage, 2);
+  EXPECT_EQ(outcomes[3].kind, Kind::kInsufficient);
+  EXPECT_EQ(outcomes[3].available, 0);
+  EXPECT_EQ(read(key), (Quantities{5, 5, 2}));
+  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "N2"}), "st"), "(nil)");
+  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "N3"}), "an"), "G1|W1|1|1|A|3|1|2");
+  EXPECT_TRUE(holdEvents(key, "N2").empty());
+}
+
+TEST_F(AsyncStoreTest, WhatOnlyTheMultiStepProtocolCanFinishIsLeftUntouched) {
+  const auto key = record("G1");
+  const auto unloaded = called(key, {{"U1", 1, false}});
+  EXPECT_EQ(unloaded[0].kind, Kind::kSlow);
+  EXPECT_EQ(unloaded[0].reason, "unloaded");
+  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "U1"}), "st"), "(nil)");
+  load(key, 10);
+  // Another caller's claim in progress, with the same line.
+  ASSERT_EQ(
+      store_->claimOrder(OrderRef{dept_, "P1"}, "G1|W1|1|1|A|1", "G1|W1|1|1|A|1", "other", 0)->kind,
+      ClaimOutcome::Kind::kClaimed);
+  // A hold whose order is gone (e.g. its hash expired): the protocol decides.
+  ASSERT_EQ(store_->hold(key, "H1", 1, false)->kind, HoldOutcome::Kind::kHeld);
+  const auto outcomes = called(key, {{"P1", 1, false}, {"H1", 1, false}});
+  EXPECT_EQ(outcomes[0].kind, Kind::kSlow);
+  EXPECT_EQ(outcomes[0].reason, "pending");
+  EXPECT_EQ(outcomes[1].kind, Kind::kSlow);
+  EXPECT_EQ(outcomes[1].reason, "held");
+  EXPECT_EQ(read(key), (Quantities{10, 1, 0}));
+  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "P1"}), "st"), "P");
+}
+
+TEST_F(AsyncStoreTest, AFlushedScriptCacheIsTransparent) {
+  const auto key = record("G1");
+  load(key, 10);
+  ASSERT_TRUE(client_->command("", {"SCRIPT", "FLUSH"}).has_value());
+  const auto outcomes = called(key, {{"F1", 1, false}});
+  EXPECT_EQ(outcomes[0].kind, Kind::kHeld);
+  EXPECT_EQ(read(key), (Quantities{10, 1, 0}));
+}
+
+TEST_F(AsyncStoreTest, AServerThatIsNotThereFailsTheCall) {
+  // A port nothing listens on: the connection fails, and the call with it.
+  auto port = testing::pickFreePort();
+  ASSERT_TRUE(port.has_value());
+  redis::RedisAsyncStore nowhere(io_, redis::NodeAddress{"127.0.0.1", *port},
+                                 redis::ConnectionSettings{}, nullptr);
+  auto outcomes = call(record("G1"), {{"X1", 1, false}}, &nowhere);
+  ASSERT_FALSE(outcomes.has_value());
+  EXPECT_EQ(outcomes.error().code, ErrorCode::kUnavailable);
+  // Within the back-off the next call is refused at once, without a connect.
+  auto again = call(record("G1"), {{"X2", 1, false}}, &nowhere);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace allot
