@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "cli/http_client.h"
+#include "domain/record_key.h"
 #include "load_engine.h"
 #include "plot.h"
 #include "result.h"
@@ -31,6 +32,7 @@ struct RunArguments {
   std::string label;
   std::string json_out;
   std::string dept_prefix = "bench";
+  std::string dept_no;  // exact, instead of a unique one from the prefix
   std::string body = R"({"order_no":"x","status":"allocated","replayed":false})";
   int connections = 64;
   int threads = 1;
@@ -76,7 +78,7 @@ Result<ScenarioOptions> scenarioOptions(const RunArguments& args, Scenario scena
   options.target = split.second;
   options.token = args.token;
   options.body = args.body;
-  options.dept_no = uniqueDeptNo(args.dept_prefix);
+  options.dept_no = args.dept_no.empty() ? uniqueDeptNo(args.dept_prefix) : args.dept_no;
   if (args.records) options.records = *args.records;
   if (args.stock) options.stock = *args.stock;
   if (args.lines) options.lines = *args.lines;
@@ -201,6 +203,14 @@ int main(int argc, char** argv) {
   app.add_option("--body", run_args.body, "constant: the body to POST")->capture_default_str();
   app.add_option("--dept-prefix", run_args.dept_prefix, "prefix of the run's unique dept_no")
       ->capture_default_str();
+  app.add_option("--dept-no", run_args.dept_no,
+                 "this exact dept_no instead of a unique one (its records and orders must not "
+                 "exist yet; e.g. to measure memory with realistic names)")
+      ->check([](const std::string& value) {
+        return allot::isValidField(value)
+                   ? std::string()
+                   : std::string("must be 1-64 characters of [A-Za-z0-9_.-]");
+      });
   app.add_option("--json-out", run_args.json_out, "write the result as JSON to this file");
   app.add_flag("--quiet", run_args.quiet, "no progress line");
 

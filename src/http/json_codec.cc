@@ -7,9 +7,11 @@
 // with the call, because every field is copied into a domain type before the call returns.
 #include "http/json_codec.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
+#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -19,6 +21,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -109,10 +112,11 @@ class DuplicateKeyScanner {
   bool on_array_begin(json::error_code&) { return true; }
   bool on_array_end(std::size_t, json::error_code&) { return true; }
   bool on_object_begin(json::error_code&) {
-    open_objects_.emplace_back();
+    open_objects_.push_back({keys_.size(), nullptr});
     return true;
   }
   bool on_object_end(std::size_t, json::error_code&) {
+    keys_.resize(open_objects_.back().first_key);
     open_objects_.pop_back();
     return true;
   }
@@ -124,7 +128,7 @@ class DuplicateKeyScanner {
   }
   bool on_key(json::string_view part, std::size_t, json::error_code& ec) {
     key_.append(part.data(), part.size());
-    if (!open_objects_.back().insert(key_).second) {
+    if (!insert(open_objects_.back())) {
       duplicate_ = std::move(key_);
       ec = json::error::syntax;
       return false;
@@ -142,8 +146,31 @@ class DuplicateKeyScanner {
   bool on_comment(json::string_view, json::error_code&) { return true; }
 
  private:
-  std::vector<std::set<std::string>> open_objects_;  // one key set per open object
-  std::string key_;                                  // the key being read, maybe in parts
+  // The keys of an ordinary object are a few, compared in place; an object of many keys (a
+  // body may carry thousands of unknown ones) moves to a hash set, so the scan stays linear.
+  static constexpr std::size_t kKeysComparedInPlace = 16;
+  struct OpenObject {
+    std::size_t first_key;  // its keys are keys_[first_key..] while it has few
+    std::unique_ptr<std::unordered_set<std::string>> many;
+  };
+
+  // False when key_ is already a key of the object.
+  bool insert(OpenObject& object) {
+    if (object.many) return object.many->insert(key_).second;
+    const auto first = static_cast<std::ptrdiff_t>(object.first_key);
+    if (std::find(keys_.begin() + first, keys_.end(), key_) != keys_.end()) return false;
+    keys_.push_back(key_);
+    if (keys_.size() - object.first_key > kKeysComparedInPlace) {
+      object.many = std::make_unique<std::unordered_set<std::string>>(
+          std::make_move_iterator(keys_.begin() + first), std::make_move_iterator(keys_.end()));
+      keys_.resize(object.first_key);
+    }
+    return true;
+  }
+
+  std::vector<OpenObject> open_objects_;
+  std::vector<std::string> keys_;  // the keys of the open objects that have few, outermost first
+  std::string key_;                // the key being read, maybe in parts
   std::optional<std::string> duplicate_;
 };
 
@@ -207,22 +234,32 @@ auto guarded(Parse parse) -> decltype(parse()) {
 
 // ---- Fields and values ----
 
-[[nodiscard]] Result<std::string> checkedField(std::string_view text, const std::string& path) {
-  if (!isValidField(text)) return invalid(path + " " + fieldRule());
+[[nodiscard]] Result<std::string> checkedField(std::string_view text, std::string_view path) {
+  if (!isValidField(text)) return invalid(std::string(path) + " " + fieldRule());
   return std::string(text);
 }
 
-[[nodiscard]] Result<std::string> fieldValue(const json::value& value, const std::string& path) {
+// Where a value sits, named by its prefix and field: the path is only spelled out for an
+// error message, so that a valid request builds no strings for it.
+struct FieldName {
+  std::string_view prefix;
+  std::string_view name;
+  [[nodiscard]] std::string path() const { return fieldPath(prefix, name); }
+};
+
+[[nodiscard]] Result<std::string> fieldValue(const json::value& value, const FieldName& field) {
   const json::string* text = value.if_string();
-  if (text == nullptr) return invalid(path + " " + fieldRule() + notKind(value));
-  return checkedField(std::string_view(text->data(), text->size()), path);
+  if (text == nullptr) return invalid(field.path() + " " + fieldRule() + notKind(value));
+  const std::string_view view(text->data(), text->size());
+  if (!isValidField(view)) return invalid(field.path() + " " + fieldRule());
+  return std::string(view);  // (checkedField would build the path before it is needed)
 }
 
 [[nodiscard]] Result<std::string> requiredField(const json::object& object, std::string_view name,
                                                 std::string_view prefix = {}) {
   const json::value* value = object.if_contains(json::string_view(name.data(), name.size()));
   if (value == nullptr) return invalid(fieldPath(prefix, name) + " is required");
-  return fieldValue(*value, fieldPath(prefix, name));
+  return fieldValue(*value, FieldName{prefix, name});
 }
 
 [[nodiscard]] Result<std::string> optionalField(const json::object& object, std::string_view name,
@@ -230,7 +267,7 @@ auto guarded(Parse parse) -> decltype(parse()) {
                                                 std::string_view fallback) {
   const json::value* value = object.if_contains(json::string_view(name.data(), name.size()));
   if (value == nullptr) return std::string(fallback);
-  return fieldValue(*value, fieldPath(prefix, name));
+  return fieldValue(*value, FieldName{prefix, name});
 }
 
 struct IntegerRange {
@@ -241,11 +278,11 @@ struct IntegerRange {
 // Quantities are counted, never measured, so only a JSON integer that Boost.JSON reads as an
 // int64 passes: it reads 1.0, 1.5 and 1e3 as doubles and numbers beyond int64 as uint64 or
 // double, and each of those is refused rather than rounded.
-[[nodiscard]] Result<std::int64_t> integerValue(const json::value& value, const std::string& path,
+[[nodiscard]] Result<std::int64_t> integerValue(const json::value& value, const FieldName& field,
                                                 IntegerRange range) {
   const std::int64_t* number = value.if_int64();
   if (number == nullptr || *number < range.min || *number > range.max) {
-    return invalid(path + " must be an integer " + std::to_string(range.min) + ".." +
+    return invalid(field.path() + " must be an integer " + std::to_string(range.min) + ".." +
                    std::to_string(range.max) + notKind(value));
   }
   return *number;
@@ -256,7 +293,7 @@ struct IntegerRange {
                                                    IntegerRange range) {
   const json::value* value = object.if_contains(json::string_view(name.data(), name.size()));
   if (value == nullptr) return invalid(fieldPath(prefix, name) + " is required");
-  return integerValue(*value, fieldPath(prefix, name), range);
+  return integerValue(*value, FieldName{prefix, name}, range);
 }
 
 [[nodiscard]] Result<bool> optionalBool(const json::object& object, std::string_view name,
@@ -291,7 +328,7 @@ struct IntegerRange {
                                            const std::string& prefix) {
   const json::value* value = line.if_contains("dept_no");
   if (value == nullptr) return {};
-  ALLOT_TRY(line_dept_no, fieldValue(*value, prefix + ".dept_no"));
+  ALLOT_TRY(line_dept_no, fieldValue(*value, FieldName{prefix, "dept_no"}));
   if (line_dept_no != dept_no) {
     return invalid(prefix + ".dept_no must equal the order's dept_no or be left out");
   }
@@ -311,14 +348,15 @@ struct IntegerRange {
 
 [[nodiscard]] Result<std::vector<LineRequest>> lineRequests(const json::object& order,
                                                             const std::string& dept_no) {
-  const std::string rule =
-      "lines must be an array of 1-" + std::to_string(limits::kOrderLinesMax) + " lines";
+  const auto rule = [] {
+    return "lines must be an array of 1-" + std::to_string(limits::kOrderLinesMax) + " lines";
+  };
   const json::value* value = order.if_contains("lines");
   if (value == nullptr) return invalid("lines is required");
   const json::array* array = value->if_array();
-  if (array == nullptr) return invalid(rule + notKind(*value));
+  if (array == nullptr) return invalid(rule() + notKind(*value));
   if (array->empty() || array->size() > limits::kOrderLinesMax) {
-    return invalid(rule + ", not " + std::to_string(array->size()));
+    return invalid(rule() + ", not " + std::to_string(array->size()));
   }
   std::vector<LineRequest> lines;
   lines.reserve(array->size());
@@ -327,6 +365,10 @@ struct IntegerRange {
   std::map<RecordKey, std::size_t> first_index;
   for (std::size_t i = 0; i < array->size(); ++i) {
     ALLOT_TRY(line, lineRequest((*array)[i], dept_no, i));
+    if (array->size() == 1) {  // nothing to repeat (the commonest order)
+      lines.push_back(std::move(line));
+      break;
+    }
     const auto [it, fresh] = first_index.emplace(line.key, i);
     if (!fresh) {
       return invalid("lines[" + std::to_string(i) + "] names the same record as lines[" +
@@ -436,7 +478,7 @@ using QueryParameters = std::map<std::string, std::string, std::less<>>;
                                                     std::string_view name) {
   const auto it = params.find(name);
   if (it == params.end()) return invalid(std::string(name) + " is required");
-  return checkedField(it->second, std::string(name));
+  return checkedField(it->second, name);
 }
 
 [[nodiscard]] Result<std::string> optionalParameter(const QueryParameters& params,
@@ -444,7 +486,7 @@ using QueryParameters = std::map<std::string, std::string, std::less<>>;
                                                     std::string_view fallback) {
   const auto it = params.find(name);
   if (it == params.end()) return std::string(fallback);
-  return checkedField(it->second, std::string(name));
+  return checkedField(it->second, name);
 }
 
 [[nodiscard]] Result<RecordKey> recordQuery(std::string_view query) {
@@ -479,20 +521,6 @@ void putRecordFields(json::object& out, const RecordKey& key) {
   out["stock_status"] = jsonText(key.stock_status);
   out["stock_type"] = jsonText(key.stock_type);
   out["goods_level"] = jsonText(key.goods_level);
-}
-
-[[nodiscard]] json::array lineOutcomes(const std::vector<LineOutcome>& lines) {
-  json::array out;
-  out.reserve(lines.size());
-  for (const LineOutcome& line : lines) {
-    json::object item;
-    putRecordFields(item, line.key);
-    item["qty"] = line.qty;
-    item["allocated"] = line.allocated;
-    item["shortage"] = line.shortage;
-    out.push_back(std::move(item));
-  }
-  return out;
 }
 
 [[nodiscard]] json::object orderHead(const std::string& order_no, OrderStatus status) {
@@ -624,18 +652,85 @@ std::string adjustDigest(const AdjustRequest& request) {
   return request.key.index() + "|s:" + std::to_string(*request.on_hand);
 }
 
-std::string encodeOrderAnswer(const OrderAnswer& answer) {
-  json::object out = orderHead(answer.order_no, answer.status);
-  out["replayed"] = answer.replayed;
-  out["lines"] = lineOutcomes(answer.lines);
-  return json::serialize(out);
+namespace {
+
+// The answers of the hot path are written straight into their text (no tree, one allocation),
+// their fields in the contract's order.
+void appendJsonString(std::string& out, std::string_view text) {
+  out.push_back('"');
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (byte < 0x20) {
+      constexpr char kHex[] = "0123456789abcdef";
+      out.append("\\u00");
+      out.push_back(kHex[byte >> 4]);
+      out.push_back(kHex[byte & 0xf]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
 }
 
-std::string encodeOrderView(const OrderAnswer& answer) {
-  json::object out = orderHead(answer.order_no, answer.status);
-  out["lines"] = lineOutcomes(answer.lines);
-  return json::serialize(out);
+void appendJsonField(std::string& out, std::string_view name, std::string_view text) {
+  out.push_back('"');
+  out.append(name);
+  out.append("\":");
+  appendJsonString(out, text);
 }
+
+void appendJsonField(std::string& out, std::string_view name, std::int64_t number) {
+  out.push_back('"');
+  out.append(name);
+  out.append("\":");
+  std::array<char, 24> digits;
+  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), number).ptr;
+  out.append(digits.data(), end);
+}
+
+std::string orderText(const OrderAnswer& answer, bool with_replayed) {
+  std::string out;
+  out.reserve(96 + answer.lines.size() * 192);
+  out.push_back('{');
+  appendJsonField(out, "order_no", answer.order_no);
+  out.push_back(',');
+  appendJsonField(out, "status", orderStatusName(answer.status));
+  if (with_replayed) out.append(answer.replayed ? ",\"replayed\":true" : ",\"replayed\":false");
+  out.append(",\"lines\":[");
+  for (std::size_t i = 0; i < answer.lines.size(); ++i) {
+    const LineOutcome& line = answer.lines[i];
+    out.append(i == 0 ? "{" : ",{");
+    appendJsonField(out, "dept_no", line.key.dept_no);
+    out.push_back(',');
+    appendJsonField(out, "goods_no", line.key.goods_no);
+    out.push_back(',');
+    appendJsonField(out, "warehouse_no", line.key.warehouse_no);
+    out.push_back(',');
+    appendJsonField(out, "stock_status", line.key.stock_status);
+    out.push_back(',');
+    appendJsonField(out, "stock_type", line.key.stock_type);
+    out.push_back(',');
+    appendJsonField(out, "goods_level", line.key.goods_level);
+    out.push_back(',');
+    appendJsonField(out, "qty", line.qty);
+    out.push_back(',');
+    appendJsonField(out, "allocated", line.allocated);
+    out.push_back(',');
+    appendJsonField(out, "shortage", line.shortage);
+    out.push_back('}');
+  }
+  out.append("]}");
+  return out;
+}
+
+}  // namespace
+
+std::string encodeOrderAnswer(const OrderAnswer& answer) { return orderText(answer, true); }
+
+std::string encodeOrderView(const OrderAnswer& answer) { return orderText(answer, false); }
 
 std::string encodeEndAnswer(const EndAnswer& answer) {
   json::object out = orderHead(answer.order_no, answer.status);

@@ -28,7 +28,7 @@ struct HttpRequestView {
 struct HttpAnswer {
   int status = 200;
   std::string body;
-  std::string content_type = "application/json";
+  std::string_view content_type = "application/json";  // always a literal
 };
 
 // What a reconciliation run reports (API.md 7).

@@ -1,14 +1,14 @@
-// The pipelined connection: commands are formatted by hiredis (redisFormatCommandArgv) into
-// one output buffer, written by one async_write at a time, and the replies are parsed by
-// hiredis's reader as they arrive. Every handler holds the Impl alive and carries the
-// connection's generation, so a handler of a socket that has since failed, or of a
-// connection that was destroyed, does nothing.
+// The pipelined connection: commands are written in RESP into one output buffer, written by
+// one async_write at a time, and the replies are parsed by hiredis's reader as they arrive. Every
+// handler holds the Impl alive and carries the connection's generation, so a handler of a socket
+// that has since failed, or of a connection that was destroyed, does nothing.
 #include "redis/async_connection.h"
 
 #include <hiredis/hiredis.h>
 
 #include <array>
 #include <boost/asio.hpp>
+#include <charconv>
 #include <vector>
 
 namespace allot::redis {
@@ -28,6 +28,24 @@ struct ReaderDeleter {
   void operator()(redisReader* reader) const { redisReaderFree(reader); }
 };
 using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
+
+void appendDecimal(std::string& out, std::size_t value) {
+  std::array<char, 24> digits;
+  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
+  out.append(digits.data(), end);
+}
+
+// One command in RESP, the protocol's array of bulk strings (binary safe).
+void appendCommand(std::string& out, std::span<const std::string_view> argv) {
+  out.push_back('*');
+  appendDecimal(out, argv.size());
+  out.append("\r\n");
+  for (const std::string_view arg : argv) {
+    out.push_back('$');
+    appendDecimal(out, arg.size());
+    out.append("\r\n").append(arg).append("\r\n");
+  }
+}
 
 struct ReplyDeleter {
   void operator()(redisReply* reply) const { freeReplyObject(reply); }
@@ -97,27 +115,13 @@ void AsyncConnection::Impl::enqueue(std::span<const std::string_view> argv, Call
     });
     return;
   }
-  std::vector<const char*> pointers;
-  std::vector<std::size_t> lengths;
-  pointers.reserve(argv.size());
-  lengths.reserve(argv.size());
-  for (const auto& arg : argv) {
-    pointers.push_back(arg.data());
-    lengths.push_back(arg.size());
-  }
-  char* formatted = nullptr;
-  const int length = argv.size() <= kArgvMax
-                         ? redisFormatCommandArgv(&formatted, static_cast<int>(argv.size()),
-                                                  pointers.data(), lengths.data())
-                         : -1;
-  if (length < 0 || formatted == nullptr) {
+  if (argv.empty() || argv.size() > kArgvMax) {
     asio::post(io, [done = std::move(done)]() {
-      done(std::unexpected(Error{ErrorCode::kInternal, "a Redis command could not be formatted"}));
+      done(std::unexpected(Error{ErrorCode::kInternal, "a Redis command of no or too many words"}));
     });
     return;
   }
-  out.append(formatted, static_cast<std::size_t>(length));
-  redisFreeCommand(formatted);
+  appendCommand(out, argv);
   queue.push_back({std::move(done), std::chrono::steady_clock::now()});
   armTimer();
   if (state == State::kIdle) {
@@ -139,16 +143,9 @@ void AsyncConnection::Impl::startConnect() {
   if (!settings.password.empty()) {
     // AUTH goes first on the new socket: before every command already queued.
     const std::array<std::string_view, 2> auth{"AUTH", settings.password};
-    std::array<const char*, 2> pointers{auth[0].data(), auth[1].data()};
-    std::array<std::size_t, 2> lengths{auth[0].size(), auth[1].size()};
-    char* formatted = nullptr;
-    const int length = redisFormatCommandArgv(&formatted, 2, pointers.data(), lengths.data());
-    if (length < 0 || formatted == nullptr) {
-      fail("cannot format AUTH");
-      return;
-    }
-    out.insert(0, formatted, static_cast<std::size_t>(length));
-    redisFreeCommand(formatted);
+    std::string formatted;
+    appendCommand(formatted, auth);
+    out.insert(0, formatted);
     auto self = weak_from_this();
     queue.push_front({[self](Result<Reply> reply) {
                         auto impl = self.lock();

@@ -94,6 +94,13 @@ std::optional<Error> parseError(Kind kind, const std::string& input) {
 const std::string kFieldRule = "must be a string of 1-64 characters of [A-Za-z0-9_.-]";
 const std::string kQtyRule = "lines[0].qty must be an integer 1..1000000000";
 
+// ,"u0":0,"u1":0,... : keys the codec does not read.
+std::string manyUnknownKeys(int count) {
+  std::string out;
+  for (int i = 0; i < count; ++i) out += ",\"u" + std::to_string(i) + "\":0";
+  return out;
+}
+
 std::vector<BadCase> preallocateBadCases() {
   const Kind k = Kind::kPreallocate;
   const std::string valid = orderJson(lineJson());
@@ -112,6 +119,15 @@ std::vector<BadCase> preallocateBadCases() {
       {"TooDeep", k, orderNested(8), "deeper than 8"},
       {"DuplicateRootKey", k, orderJson(lineJson(), R"(,"order_no":"O2")"), "\"order_no\" twice"},
       {"DuplicateLineKey", k, orderJson(lineJson(R"("goods_no":"G1","warehouse_no":"W1","qty":1)")),
+       "\"qty\" twice"},
+      // Past the few keys compared in place, the scanner keeps an object's keys in a set.
+      {"DuplicateAmongManyKeys", k, orderJson(lineJson(), manyUnknownKeys(40) + R"(,"u7":0)"),
+       "\"u7\" twice"},
+      {"DuplicateOfAnEarlyKeyAfterMany", k,
+       orderJson(lineJson(), manyUnknownKeys(40) + R"(,"order_no":"O2")"), "\"order_no\" twice"},
+      {"DuplicateInALineAfterManyRootKeys", k,
+       R"({"dept_no":"D1",)" + manyUnknownKeys(40).substr(1) + R"(,"order_no":"O1","lines":[)" +
+           lineJson(R"("qty":2)") + "]}",
        "\"qty\" twice"},
       {"TooLarge", k,
        orderJson(lineJson(), R"(,"pad":")" + std::string(limits::kRequestBodyBytesMax, 'a') + "\""),
@@ -352,6 +368,17 @@ TEST(ParsePreallocate, ReadsEveryFieldAndIgnoresUnknownOnes) {
   EXPECT_EQ(request->lines[2].key, key("dept-1.x_Y", "G1", "W2", "1", "1", "B"));
 }
 
+TEST(ParsePreallocate, AcceptsManyUnknownKeysInEveryObject) {
+  const std::string body = R"({"dept_no":"D1")" + manyUnknownKeys(300) +
+                           R"(,"order_no":"O1","lines":[{"goods_no":"G1","warehouse_no":"W1")" +
+                           manyUnknownKeys(300) + R"(,"qty":2}]})";
+  auto request = parsePreallocateRequest(body);
+  ASSERT_TRUE(request.has_value()) << request.error().message;
+  EXPECT_EQ(request->order_no, "O1");
+  ASSERT_EQ(request->lines.size(), 1u);
+  EXPECT_EQ(request->lines[0].qty, 2);
+}
+
 TEST(ParsePreallocate, AcceptsTheLimitsExactly) {
   const std::string longest(limits::kFieldLengthMax, 'z');
   const auto longest_fields = parsePreallocateRequest(
@@ -511,6 +538,16 @@ TEST(EncodeOrderAnswer, WritesTheContractFieldsInOrder) {
       R"({"order_no":"O1","status":"shortage","replayed":true,"lines":[)"
       R"({"dept_no":"D1","goods_no":"G1","warehouse_no":"W1","stock_status":"1","stock_type":"1","goods_level":"A","qty":5,"allocated":3,"shortage":2},)"
       R"({"dept_no":"D1","goods_no":"G2","warehouse_no":"W1","stock_status":"2","stock_type":"3","goods_level":"B","qty":1,"allocated":1,"shortage":0}]})");
+}
+
+TEST(EncodeOrderAnswer, EscapesWhatJsonMustEscape) {
+  // The parsers admit none of these into an answer, but the encoder must not rely on it.
+  const std::string odd = "a\"b\\c\nd\x01e";
+  const OrderAnswer answer{
+      odd, OrderStatus::kAllocated, false, {outcome(key(odd, "G1", "W1"), 1, 1, 0)}};
+  const json::value encoded = parsed(encodeOrderAnswer(answer));
+  EXPECT_EQ(encoded.at("order_no").as_string(), odd);
+  EXPECT_EQ(encoded.at("lines").at(0).at("dept_no").as_string(), odd);
 }
 
 TEST(EncodeOrderAnswer, RoundTripsThroughTheRequestParser) {
