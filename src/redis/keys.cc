@@ -18,6 +18,7 @@ std::string usable(const RecordKey& key) { return withPrefix("u:", key); }
 std::string subtracted(const RecordKey& key) { return withPrefix("s:", key); }
 std::string ullage(const RecordKey& key) { return withPrefix("l:", key); }
 std::string deductionRecord(const RecordKey& key) { return withPrefix("dr:", key); }
+std::string holds(const RecordKey& key) { return withPrefix("h:", key); }
 
 std::string operate(const RecordKey& key, std::string_view order_no) {
   return withPrefix("o:", key).append(":").append(order_no);

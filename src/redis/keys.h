@@ -2,7 +2,8 @@
 // record's hash tag {dept|goods|warehouse}, so one script can touch them all in Redis
 // Cluster. The seed's names, shortened because every byte is paid per hold:
 //   u:  usableKey            s:  usableSubtractKey     l:  ullageOperateKey (shortage)
-//   o:  operateKey (per order, anti-duplicate)         rb: rollbackOperateKey (tombstone)
+//   h:  the live holds (the seed's operateKey of each, as one hash per record)
+//   o:  operateKey of a deducted hold (per order)      rb: rollbackOperateKey (tombstone)
 //   dr: hSetrecord (deduction record)                  aj: adjust anti-duplicate (per ref)
 //   f:  route fence (the record moved to the MySQL path; no load may bring it back)
 //   ord: the order's own hash, tagged {dept|order_no}
@@ -20,6 +21,11 @@ namespace allot::redis::keys {
 [[nodiscard]] std::string usable(const RecordKey& key);
 [[nodiscard]] std::string subtracted(const RecordKey& key);
 [[nodiscard]] std::string ullage(const RecordKey& key);
+// The live holds of a record: one hash, order -> "allocated:shortage" (a field costs a few
+// dozen bytes where a key of its own costs well over a hundred).
+[[nodiscard]] std::string holds(const RecordKey& key);
+// A deducted hold's anti-duplicate key (it must expire, which a hash field cannot), or a live
+// hold written before holds() existed.
 [[nodiscard]] std::string operate(const RecordKey& key, std::string_view order_no);
 [[nodiscard]] std::string rollbackTombstone(const RecordKey& key, std::string_view order_no);
 [[nodiscard]] std::string deductionRecord(const RecordKey& key);

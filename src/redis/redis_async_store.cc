@@ -100,12 +100,12 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
   call->orders = orders.size();
   call->done = std::move(done);
   auto& argv = call->argv;
-  const std::size_t key_count = 4 + 3 * orders.size();
+  const std::size_t key_count = 5 + 3 * orders.size();
   argv.reserve(3 + key_count + 3 + 3 * orders.size());
   const std::string usable = keys::usable(key);
   const std::string stream = keys::outboxFor(usable);
   argv.insert(argv.end(), {"EVALSHA", script.sha1(), std::to_string(key_count), usable,
-                           keys::subtracted(key), keys::ullage(key), stream});
+                           keys::subtracted(key), keys::ullage(key), keys::holds(key), stream});
   for (const auto& order : orders) {
     argv.push_back(keys::operate(key, order.order_no));
     argv.push_back(keys::rollbackTombstone(key, order.order_no));

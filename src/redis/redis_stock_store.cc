@@ -193,23 +193,22 @@ Result<HoldOutcome> RedisStockStore::hold(const RecordKey& key, const std::strin
 Result<std::vector<HoldOutcome>> RedisStockStore::holdBatch(
     const RecordKey& key, const std::vector<HoldRequest>& requests) {
   ALLOT_ASSERT(!requests.empty() && requests.size() <= limits::kHoldBatchMax);
-  // hold.lua's layout: KEYS u s l o1 rb1 ob o2 rb2 ..., ARGV index dept (order qty shortage)...
+  // hold.lua's layout: KEYS u s l h ob (o rb)..., ARGV index dept (order qty shortage)...
   const auto usable = keys::usable(key);
-  std::vector<std::string> script_keys{usable, keys::subtracted(key), keys::ullage(key)};
+  std::vector<std::string> script_keys{usable, keys::subtracted(key), keys::ullage(key),
+                                       keys::holds(key), keys::outboxFor(usable)};
   std::vector<std::string> args{key.index(), key.dept_no};
-  script_keys.reserve(3 + 2 * requests.size() + 1);
+  script_keys.reserve(5 + 2 * requests.size());
   args.reserve(2 + 3 * requests.size());
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    const auto& request = requests[i];
+  for (const auto& request : requests) {
     ALLOT_ASSERT(request.qty >= limits::kLineQtyMin && request.qty <= limits::kLineQtyMax);
     script_keys.push_back(keys::operate(key, request.order_no));
     script_keys.push_back(keys::rollbackTombstone(key, request.order_no));
-    if (i == 0) script_keys.push_back(keys::outboxFor(usable));
     args.push_back(request.order_no);
     args.push_back(decimal(request.qty));
     args.push_back(request.allow_shortage ? "1" : "0");
   }
-  ALLOT_TRY(reply, evalAppending(scripts_->hold, script_keys, args, /*stream_at=*/5));
+  ALLOT_TRY(reply, evalAppending(scripts_->hold, script_keys, args, /*stream_at=*/4));
   ALLOT_TRY(elements, arrayOf("hold", reply, 4 * requests.size()));
   std::vector<HoldOutcome> outcomes(requests.size());
   for (std::size_t i = 0; i < requests.size(); ++i) {
@@ -234,7 +233,7 @@ Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std:
   const auto usable = keys::usable(key);
   ALLOT_TRY(reply,
             evalAppending(scripts_->release,
-                          {usable, keys::subtracted(key), keys::ullage(key),
+                          {usable, keys::subtracted(key), keys::ullage(key), keys::holds(key),
                            keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
                            keys::deductionRecord(key), keys::outboxFor(usable)},
                           {key.index(), key.dept_no, order_no, std::string(releaseKindName(kind)),
@@ -384,12 +383,13 @@ Result<void> RedisStockStore::loadOrder(const OrderRef& order, OrderStatus statu
     const char* state = line.state == LoadedLine::State::kHeld       ? "held"
                         : line.state == LoadedLine::State::kDeducted ? "deducted"
                                                                      : "released";
-    ALLOT_TRY(reply, client_.evalScript(scripts_->line_load,
-                                        {keys::operate(line.key, order.order_no),
-                                         keys::rollbackTombstone(line.key, order.order_no),
-                                         keys::deductionRecord(line.key)},
-                                        {state, decimal(line.allocated), decimal(line.shortage),
-                                         order.order_no, rolled_back ? "1" : "0", retention}));
+    ALLOT_TRY(reply,
+              client_.evalScript(scripts_->line_load,
+                                 {keys::holds(line.key), keys::operate(line.key, order.order_no),
+                                  keys::rollbackTombstone(line.key, order.order_no),
+                                  keys::deductionRecord(line.key)},
+                                 {state, decimal(line.allocated), decimal(line.shortage),
+                                  order.order_no, rolled_back ? "1" : "0", retention}));
     if (!reply.isInteger() || reply.integer != 1) {
       return std::unexpected(unexpected("line_load", reply));
     }

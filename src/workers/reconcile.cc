@@ -265,7 +265,32 @@ Result<void> addHold(std::string_view value, Repair& repair) {
   return {};
 }
 
+// The live holds of the record's hash (h:{rec}), HSCAN by HSCAN.
+Result<void> sumHeldEntries(redis::Connection& redis, const RecordKey& key, Repair& repair) {
+  const std::string holds = redis::keys::holds(key);
+  std::string cursor = "0";
+  for (std::size_t calls = 0; calls < kReconcileScanCallsMax; ++calls) {
+    auto reply = checked(
+        redis.command({"HSCAN", holds, cursor, "COUNT", std::to_string(kScanCount)}), "HSCAN");
+    if (!reply) return std::unexpected(reply.error());
+    if (!reply->isArray() || reply->elements.size() != 2 || !reply->elements[1].isArray()) {
+      return std::unexpected(internal("reconcile: unexpected HSCAN reply"));
+    }
+    const auto& pairs = reply->elements[1].elements;  // field, value, field, value, ...
+    for (std::size_t i = 1; i < pairs.size(); i += 2) {
+      auto added = addHold(pairs[i].str, repair);
+      if (!added) return std::unexpected(added.error());
+    }
+    cursor = reply->elements[0].str;
+    if (cursor == "0") return {};
+  }
+  return std::unexpected(Error{ErrorCode::kUnavailable, "reconcile: HSCAN did not finish"});
+}
+
+// Every live hold: the entries of h:{rec}, and any o:{rec}:* key that is not a deducted one
+// (a live hold written before h: existed).
 Result<void> sumLiveHolds(redis::Connection& redis, const RecordKey& key, Repair& repair) {
+  ALLOT_TRY_VOID(sumHeldEntries(redis, key, repair));
   auto keys = scanHoldKeys(redis, key);
   if (!keys) return std::unexpected(keys.error());
   for (std::size_t start = 0; start < keys->size(); start += kHoldsPerMget) {

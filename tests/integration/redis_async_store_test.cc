@@ -123,8 +123,7 @@ TEST_F(AsyncStoreTest, HoldsAndCommitsEachOrderAsTheMultiStepProtocolWould) {
   EXPECT_EQ(hashField(order_key, "ln"), "G1|W1|1|1|A|4");
   EXPECT_EQ(hashField(order_key, "an"), "G1|W1|1|1|A|4|4|0");
   EXPECT_EQ(hashField(order_key, "tk"), "(nil)");
-  auto operate = client_->command("", {"GET", redis::keys::operate(key, "O1")});
-  EXPECT_EQ(operate->str, "4:0");
+  EXPECT_EQ(hashField(redis::keys::holds(key), "O1"), "4:0");
   // One event each, in the record's stream, carrying the order's state.
   const auto events = holdEvents(key, "O1");
   ASSERT_EQ(events.size(), 1u);
@@ -214,14 +213,20 @@ TEST_F(AsyncStoreTest, WhatOnlyTheMultiStepProtocolCanFinishIsLeftUntouched) {
   ASSERT_EQ(
       store_->claimOrder(OrderRef{dept_, "P1"}, "G1|W1|1|1|A|1", "G1|W1|1|1|A|1", "other", 0)->kind,
       ClaimOutcome::Kind::kClaimed);
-  // A hold whose order is gone (e.g. its hash expired): the protocol decides.
+  // A hold whose order is gone (e.g. its hash expired), a live hold of the layout before h:
+  // (its own o: key), and a held order asking for more than is left: the protocol decides.
   ASSERT_EQ(store_->hold(key, "H1", 1, false)->kind, HoldOutcome::Kind::kHeld);
-  const auto outcomes = called(key, {{"P1", 1, false}, {"H1", 1, false}});
+  ASSERT_TRUE(client_->command("", {"SET", redis::keys::operate(key, "H2"), "1:0"}).has_value());
+  ASSERT_EQ(store_->hold(key, "H3", 1, false)->kind, HoldOutcome::Kind::kHeld);
+  const auto outcomes =
+      called(key, {{"P1", 1, false}, {"H1", 1, false}, {"H2", 1, false}, {"H3", 99, false}});
   EXPECT_EQ(outcomes[0].kind, Kind::kSlow);
   EXPECT_EQ(outcomes[0].reason, "pending");
-  EXPECT_EQ(outcomes[1].kind, Kind::kSlow);
-  EXPECT_EQ(outcomes[1].reason, "held");
-  EXPECT_EQ(read(key), (Quantities{10, 1, 0}));
+  for (std::size_t i = 1; i < 4; ++i) {
+    EXPECT_EQ(outcomes[i].kind, Kind::kSlow) << i;
+    EXPECT_EQ(outcomes[i].reason, "held") << i;
+  }
+  EXPECT_EQ(read(key), (Quantities{10, 2, 0}));
   EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "P1"}), "st"), "P");
 }
 

@@ -199,13 +199,36 @@ TEST_P(StoreTest, ScriptsSurviveAScriptCacheFlush) {
   EXPECT_EQ(store_->hold(key, "O1", 1, false)->kind, HoldOutcome::Kind::kHeld);
 }
 
+// Live holds written before the h: hash existed are keys of their own: they still replay,
+// release and deduct as before.
+TEST_P(StoreTest, AHoldOfTheKeyPerHoldLayoutStillReplaysAndReleases) {
+  const auto key = record("G6");
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{10, 5, 0}).value());
+  for (const std::string order : {"old1", "old2"}) {
+    const auto operate = redis::keys::operate(key, order);
+    ASSERT_TRUE(client_->command(operate, {"SET", operate, order == "old1" ? "2:0" : "3:0"}));
+  }
+  auto replay = store_->hold(key, "old1", 2, false);
+  ASSERT_TRUE(replay.has_value());
+  EXPECT_EQ(replay->kind, HoldOutcome::Kind::kAlreadyHeld);
+  EXPECT_EQ(replay->allocated, 2);
+  EXPECT_TRUE(store_->release(key, "old1", ReleaseKind::kRollback)->released);
+  EXPECT_EQ(read(key), (Quantities{10, 3, 0}));
+  EXPECT_TRUE(store_->release(key, "old2", ReleaseKind::kDeduct)->released);
+  EXPECT_EQ(read(key), (Quantities{7, 0, 0}));
+  const auto operate = redis::keys::operate(key, "old2");
+  EXPECT_EQ(client_->command(operate, {"GET", operate})->str, "3:0:D");
+  EXPECT_FALSE(store_->release(key, "old2", ReleaseKind::kDeduct)->released);
+}
+
 TEST_P(StoreTest, EveryKeyOfARecordSharesTheSlotOfItsOutbox) {
   const auto key = record("G5");
   const auto slot = redis::keyHashSlot(redis::keys::usable(key));
   for (const auto& name :
-       {redis::keys::subtracted(key), redis::keys::ullage(key), redis::keys::operate(key, "O"),
-        redis::keys::rollbackTombstone(key, "O"), redis::keys::deductionRecord(key),
-        redis::keys::adjustRef(key, "R"), redis::keys::outboxFor(redis::keys::usable(key))}) {
+       {redis::keys::subtracted(key), redis::keys::ullage(key), redis::keys::holds(key),
+        redis::keys::operate(key, "O"), redis::keys::rollbackTombstone(key, "O"),
+        redis::keys::deductionRecord(key), redis::keys::adjustRef(key, "R"),
+        redis::keys::outboxFor(redis::keys::usable(key))}) {
     EXPECT_EQ(redis::keyHashSlot(name), slot) << name;
   }
 }
@@ -241,17 +264,16 @@ TEST_P(StoreTest, ABatchOfHoldsAnswersEachAsSingleHoldsInTurnWould) {
     EXPECT_EQ((*outcomes)[i].available, expected[i].available);
   }
   EXPECT_EQ(read(key), (Quantities{6, 6, 4}));
-  // One outbox event and one anti-duplicate key per hold that happened, as single holds.
+  // One outbox event and one live-hold entry per hold that happened, as single holds.
   const auto usable = redis::keys::usable(key);
+  const auto holds = redis::keys::holds(key);
   for (const std::string order : {"a", "b", "short"}) {
     EXPECT_EQ(outboxEvents(usable, "hold", order).size(), 1u) << order;
-    const auto operate = redis::keys::operate(key, order);
-    EXPECT_EQ(client_->command(operate, {"EXISTS", operate})->integer, 1) << order;
+    EXPECT_EQ(client_->command(holds, {"HEXISTS", holds, order})->integer, 1) << order;
   }
   for (const std::string order : {"rolled", "big"}) {
     EXPECT_TRUE(outboxEvents(usable, "hold", order).empty()) << order;
-    const auto operate = redis::keys::operate(key, order);
-    EXPECT_EQ(client_->command(operate, {"EXISTS", operate})->integer, 0) << order;
+    EXPECT_EQ(client_->command(holds, {"HEXISTS", holds, order})->integer, 0) << order;
   }
   // Each hold of a batch is released on its own, like any other hold.
   EXPECT_TRUE(store_->release(key, "b", ReleaseKind::kUndo)->released);

@@ -1,19 +1,19 @@
 -- hold.lua: holds stock of one record for N orders (N >= 1), one line of a pre-allocation
 -- each, in the order given. Concurrent holds of one hot record are coalesced into one call
--- (group commit); each hold gets its own answer, its own anti-duplicate key and its own
+-- (group commit); each hold gets its own answer, its own anti-duplicate entry and its own
 -- outbox event, exactly as if it had been called alone, one after the other.
 --
 -- KEYS[1] u:{rec}           usable counter (= available)
 -- KEYS[2] s:{rec}           subtracted counter (= preallocated)
 -- KEYS[3] l:{rec}           ullage counter (= shortage)
--- KEYS[4] o:{rec}:<order1>  anti-duplicate key of the first order on this record, "allocated:shortage"
--- KEYS[5] rb:{rec}:<order1> rollback tombstone of the first order on this record
--- KEYS[6] ob:{slot}         the outbox stream of this slot (read by the write-back)
--- KEYS[5+2i], KEYS[6+2i]    o: and rb: of order i+1 (i = 1 .. N-1)
+-- KEYS[4] h:{rec}           the live holds: order -> "allocated:shortage" (the anti-duplicate
+--                           entry of each live hold)
+-- KEYS[5] ob:{slot}         the outbox stream of this slot (read by the write-back)
+-- KEYS[4+2i], KEYS[5+2i]    o:{rec}:<order> and rb:{rec}:<order> of order i (i = 1 .. N):
+--                           its deducted anti-duplicate key (or a live one written before h:
+--                           existed) and its rollback tombstone
 -- ARGV[1] record index  ARGV[2] dept_no
 -- ARGV[3i], ARGV[3i+1], ARGV[3i+2]  order_no, qty, allow_shortage "0" | "1" of order i (1..N)
--- (With N = 1 this is the single hold's layout: KEYS u s l o rb ob, ARGV index dept order qty
--- allow_shortage.)
 --
 -- Returns 4 integers per order, {code, allocated, shortage, available}, in the order given:
 --   1 held now; 2 this order already holds this record (its first allocated/shortage);
@@ -27,7 +27,7 @@ local function int(n) return string.format('%d', n) end
 
 local function holdOne(operate_key, tombstone_key, order_no, qty, allow_shortage)
   if redis.call('EXISTS', tombstone_key) == 1 then return 3, 0, 0, 0 end
-  local prior = redis.call('GET', operate_key)
+  local prior = redis.call('HGET', KEYS[4], order_no) or redis.call('GET', operate_key)
   if prior then
     local allocated, shortage = string.match(prior, '^(%d+):(%d+)')
     return 2, tonumber(allocated), tonumber(shortage), 0
@@ -46,8 +46,8 @@ local function holdOne(operate_key, tombstone_key, order_no, qty, allow_shortage
     redis.call('INCRBY', KEYS[2], int(allocated))
   end
   if shortage > 0 then redis.call('INCRBY', KEYS[3], int(shortage)) end
-  redis.call('SET', operate_key, int(allocated) .. ':' .. int(shortage))
-  redis.call('XADD', KEYS[6], '*', 'e', 'hold', 'r', ARGV[1], 'd', ARGV[2], 'o', order_no,
+  redis.call('HSET', KEYS[4], order_no, int(allocated) .. ':' .. int(shortage))
+  redis.call('XADD', KEYS[5], '*', 'e', 'hold', 'r', ARGV[1], 'd', ARGV[2], 'o', order_no,
              'a', int(allocated), 's', int(shortage))
   return 1, allocated, shortage, usable - allocated
 end
@@ -55,8 +55,7 @@ end
 local answers = {}
 local count = (#ARGV - 2) / 3
 for i = 1, count do
-  local operate_key, tombstone_key = KEYS[4], KEYS[5]
-  if i > 1 then operate_key, tombstone_key = KEYS[5 + 2 * (i - 1)], KEYS[6 + 2 * (i - 1)] end
+  local operate_key, tombstone_key = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
   local a = 3 * i
   local code, allocated, shortage, available =
       holdOne(operate_key, tombstone_key, ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2])

@@ -6,12 +6,13 @@
 -- It touches the record's keys and the orders' own hashes, which live in other hash slots,
 -- so it is only used on standalone Redis (one server owns every slot); Redis Cluster takes
 -- the multi-step protocol. It leaves exactly the keys the three scripts would have left after
--- an uncontended run: the order hash (st, ln, an; never pending), the anti-duplicate key, the
--- counters, and the outbox event, so every other script reads its orders unchanged.
+-- an uncontended run: the order hash (st, ln, an; never pending), the anti-duplicate entry,
+-- the counters, and the outbox event, so every other script reads its orders unchanged.
 --
 -- KEYS[1] u:{rec}  KEYS[2] s:{rec}  KEYS[3] l:{rec}   usable, subtracted, ullage
--- KEYS[4] ob:{slot}  the outbox stream of the record's slot
--- KEYS[3i+2], KEYS[3i+3], KEYS[3i+4]  o:{rec}:<order>, rb:{rec}:<order>, ord:{dept|order} of
+-- KEYS[4] h:{rec}   the live holds (order -> "allocated:shortage")
+-- KEYS[5] ob:{slot}  the outbox stream of the record's slot
+-- KEYS[3i+3], KEYS[3i+4], KEYS[3i+5]  o:{rec}:<order>, rb:{rec}:<order>, ord:{dept|order} of
 --                                     order i (i = 1 .. N)
 -- ARGV[1] record index  ARGV[2] dept_no
 -- ARGV[3] the record part of a stored line: goods|warehouse|status|type|level
@@ -65,19 +66,27 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   local allocated, shortage = qty, 0
   local allocated_text, shortage_text = qty_text, '0'
   if usable < qty then
-    if allow_shortage ~= '1' then return 0, 0, 0, usable, '' end
+    if allow_shortage ~= '1' then
+      -- A hold already there would be answered as held, not refused: the protocol decides.
+      if redis.call('HEXISTS', KEYS[4], order_no) == 1 then return 6, 0, 0, 0, 'held' end
+      return 0, 0, 0, usable, ''
+    end
     allocated = math.max(usable, 0)
     shortage = qty - allocated
     allocated_text, shortage_text = int(allocated), int(shortage)
+  end
+  -- The live hold's entry, unless one is there already (a hold without its order): then
+  -- nothing has changed yet, and the multi-step protocol decides.
+  if redis.call('HSETNX', KEYS[4], order_no, allocated_text .. ':' .. shortage_text) == 0 then
+    return 6, 0, 0, 0, 'held'
   end
   usable = usable - allocated
   taken = taken + allocated
   short = short + shortage
   local status = shortage > 0 and 'S' or 'A'
-  redis.call('SET', operate_key, allocated_text .. ':' .. shortage_text)
   redis.call('HSET', order_key, 'st', status, 'ln', line,
              'an', line .. '|' .. allocated_text .. '|' .. shortage_text)
-  redis.call('XADD', KEYS[4], '*', 'e', 'hold', 'r', record_index, 'd', dept_no, 'o', order_no,
+  redis.call('XADD', KEYS[5], '*', 'e', 'hold', 'r', record_index, 'd', dept_no, 'o', order_no,
              'a', allocated_text, 's', shortage_text, 'st', status)
   return 1, allocated, shortage, usable, status
 end
@@ -85,7 +94,7 @@ end
 local answers = {}
 local count = (#ARGV - 3) / 3
 for i = 1, count do
-  local k, a = 3 * i + 2, 3 * i + 1
+  local k, a = 3 * i + 3, 3 * i + 1
   local code, allocated, shortage, available, text =
       orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1], ARGV[a + 2])
   local n = #answers
