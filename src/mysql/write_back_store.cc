@@ -303,8 +303,7 @@ class BatchSums {
     auto lines = decodeLineOutcomes(event.dept_no, event.answer);
     if (!lines) return Permanent{"order answer lines: " + lines.error().message};
     auto& order = orders_[event.dept_no + "|" + event.order_no];
-    order.event = &event;
-    order.status = *status;
+    setStatus(order, event, *status);
     if (!lines->empty()) {
       std::vector<LineRequest> requested;
       for (const auto& line : *lines) requested.push_back(LineRequest{line.key, line.qty});
@@ -334,8 +333,7 @@ class BatchSums {
     if (!event.fused()) return;
     line.line_no = 1;
     auto& order = orders_[event.dept_no + "|" + event.order_no];
-    order.event = &event;
-    order.status = *orderStatusFromCode(event.status);  // A or S: decodeEvent checked it
+    setStatus(order, event, *orderStatusFromCode(event.status));  // A or S: decodeEvent checked
     order.digest = linesDigest({LineRequest{event.key, event.allocated + event.shortage}});
   }
 
@@ -413,6 +411,16 @@ class BatchSums {
     std::vector<LineOutcome> lines;     // the last non-empty answer
   };
 
+  // An order's status never moves back from an end state, here and in the orders upsert: a
+  // fused order's first state (A or S) is in its record's stream and its rollback or deduct in
+  // its own, and the two streams may be applied in either order.
+  static void setStatus(OrderSum& order, const Event& event, OrderStatus status) {
+    const bool ended = order.event != nullptr && (order.status == OrderStatus::kRolledBack ||
+                                                  order.status == OrderStatus::kDeducted);
+    order.event = &event;
+    if (!ended) order.status = status;
+  }
+
   // The orders rows and their lines as answered (applyOrder: the same for one event).
   Result<void> flushOrders(Connection& connection) {
     std::vector<Param> order_params, line_params;
@@ -440,7 +448,8 @@ class BatchSums {
     ALLOT_TRY_VOID(executeRows(
         connection, "INSERT INTO orders (dept_no, order_no, status, lines_digest) VALUES ",
         "(?, ?, ?, ?)",
-        " ON DUPLICATE KEY UPDATE status = VALUES(status), "
+        " ON DUPLICATE KEY UPDATE status = IF(status IN ('rolled_back', 'deducted'), status, "
+        "VALUES(status)), "
         "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
         4, order_params));
     return executeRows(

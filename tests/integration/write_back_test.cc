@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <tuple>
 
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
@@ -401,6 +402,92 @@ TEST_F(WriteBackStoreTest, FusedHoldWritesWhatAHoldAndItsOrderEventWrite) {
     for (const char* order : {"O1", "O2", "O3"}) {
       EXPECT_EQ(db_->orderRows({fused_key.dept_no, order}), db_->orderRows({split_dept, order}))
           << order;
+    }
+  }
+}
+
+// A fused order's first state is in its record's stream, its rollback or deduct in the
+// order's own stream, and the two streams are applied independently: in two transactions in
+// either order, or in one (summed, or one by one after a dead letter), with either stream
+// first. Every way must leave the same rows, and the status never goes back from an end state.
+TEST_F(WriteBackStoreTest, FusedOrderEndsTheSameWhicheverStreamIsAppliedFirst) {
+  struct Case {
+    const char* name;
+    bool one_transaction;
+    bool record_stream_first;
+    bool dead_letter;  // one transaction only: forces the one-by-one apply
+  };
+  const std::vector<Case> cases{
+      {"record stream, then order stream", false, true, false},
+      {"order stream, then record stream", false, false, false},
+      {"one transaction, record stream first", true, true, false},
+      {"one transaction, order stream first", true, false, false},
+      {"one by one, record stream first", true, true, true},
+      {"one by one, order stream first", true, false, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const RecordKey key{testing::uniqueName("wbm"), "G1", "W1"};
+    const std::string& dept = key.dept_no;
+    // Stream names that sort the way the case wants (a transaction locks them in that order).
+    const std::string record_stream = "ob:{" + dept + (c.record_stream_first ? "|1}" : "|3}");
+    const std::string order_stream = "ob:{" + dept + "|2}";
+    std::vector<OutboxEvent> record_events{
+        OutboxEvent{"1-0",
+                    {{"e", "adjust"}, {"r", key.index()}, {"d", dept}, {"f", "R1"}, {"q", "10"}}},
+        hold(key, "1-1", "O1", 3, 0, "A"), hold(key, "1-2", "O2", 2, 0, "A"),
+        hold(key, "1-3", "O3", 1, 0, "A")};
+    for (auto [id, kind, order, allocated] :
+         {std::tuple{"1-4", "rollback", "O1", 3}, std::tuple{"1-5", "deduct", "O2", 2}}) {
+      OutboxEvent event = hold(key, id, order, allocated, 0, "");
+      event.fields[0].second = kind;
+      record_events.push_back(std::move(event));
+    }
+    std::vector<OutboxEvent> order_events{orderEvent(dept, "1-0", "O1", "R", "G1|W1|1|1|A|3|3|0"),
+                                          orderEvent(dept, "1-1", "O2", "D", "G1|W1|1|1|A|2|2|0")};
+    if (c.dead_letter) order_events.push_back(OutboxEvent{"1-2", {{"e", "explode"}}});
+    std::vector<mysql::WriteBackStore::StreamBatch> batches{{record_stream, record_events},
+                                                            {order_stream, order_events}};
+    if (!c.record_stream_first) std::swap(batches[0], batches[1]);
+    if (c.one_transaction) {
+      ASSERT_TRUE(store_->applyBatches(batches).has_value());
+    } else {
+      for (const auto& batch : batches) {
+        ASSERT_TRUE(store_->applyBatch(batch.stream, batch.events).has_value());
+      }
+    }
+    EXPECT_EQ(db_->record(key), (Quantities{8, 1, 0}));
+    EXPECT_EQ(db_->orderRows({dept, "O1"}), "rolled_back [G1|W1|1|1|A|3]; G1 #1 3/3/0 released");
+    EXPECT_EQ(db_->orderRows({dept, "O2"}), "deducted [G1|W1|1|1|A|2]; G1 #1 2/2/0 deducted");
+    EXPECT_EQ(db_->orderRows({dept, "O3"}), "allocated [G1|W1|1|1|A|1]; G1 #1 1/1/0 held");
+    // Applied again (a crash before the trims): nothing moves, the end states stay.
+    for (const auto& batch : batches) {
+      ASSERT_TRUE(store_->applyBatch(batch.stream, batch.events).has_value());
+    }
+    EXPECT_EQ(db_->orderRows({dept, "O1"}), "rolled_back [G1|W1|1|1|A|3]; G1 #1 3/3/0 released");
+  }
+}
+
+// Order events of one order in one stream, in a batch or in batches of their own: a later
+// allocated or shortage never replaces rolled_back or deducted (BatchSums and the upsert).
+TEST_F(WriteBackStoreTest, OrderStatusNeverMovesBackFromAnEndState) {
+  const std::string answer = "G1|W1|1|1|A|1|1|0";
+  for (const bool one_batch : {true, false}) {
+    for (const char* end : {"R", "D"}) {
+      SCOPED_TRACE(std::string(end) + (one_batch ? " in one batch" : " in batches"));
+      const std::string order = testing::uniqueName("O");
+      const std::vector<OutboxEvent> events{orderEvent(dept_, "1-0", order, "A", answer),
+                                            orderEvent(dept_, "1-1", order, end, answer),
+                                            orderEvent(dept_, "1-2", order, "S", answer),
+                                            orderEvent(dept_, "1-3", order, "A", answer)};
+      const std::string stream = "ob:{" + order + "}";
+      if (one_batch) {
+        ASSERT_TRUE(store_->applyBatch(stream, events).has_value());
+      } else {
+        for (const auto& event : events) ASSERT_TRUE(store_->applyBatch(stream, {event}));
+      }
+      const std::string ended = std::string(end) == "R" ? "rolled_back" : "deducted";
+      EXPECT_EQ(db_->orderStatus({dept_, order}), ended);
     }
   }
 }
