@@ -23,6 +23,9 @@ inline constexpr int kReverseAttemptsMax = 3;  // inline compensation retries
 inline constexpr int kLoadAttemptsMax = 5;     // WATCH races before giving up
 inline constexpr int kRedisRedirectsMax = 5;   // MOVED/ASK hops per call
 inline constexpr std::size_t kRedisPoolSizeMax = 256;
+// Commands written to one connection before their replies are read: bounds the buffers on
+// both sides (and the server's time spent on one client's batch).
+inline constexpr std::size_t kRedisPipelineCommandsMax = 1'000;
 inline constexpr std::size_t kMysqlPoolSizeMax = 64;
 inline constexpr std::size_t kHttpThreadsMax = 512;
 // Holds of one record coalesced into one script call: bounds the script's run time (Redis
