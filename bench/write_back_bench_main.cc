@@ -2,14 +2,16 @@
 // on this machine, without allotd or HTTP in the way (docs/bench.md, "Write-back").
 //
 //   write-back-bench [--hot-events 200000] [--streams 10000] [--events-per-stream 3]
-//                    [--form plain|fused] [--batch N] [--redis-url URL] [--mysql-url URL]
+//                    [--form plain|fused] [--batch N] [--first-slot S]
+//                    [--redis-url URL] [--mysql-url URL]
 //
 // It writes outbox events straight into Redis, as the scripts would, and times the running
 // write-back loop until it has applied them. Three phases, each timed on its own:
 //   hot     one record's stream holds --hot-events hold events (the hot scenario's outbox);
-//   spread  --streams other slots' streams hold --events-per-stream order events each (each
-//           order's event goes to its own slot's stream);
+//   spread  the streams of --streams slots from --first-slot on hold --events-per-stream
+//           order events each (each order's event goes to its own slot's stream);
 //   mixed   both at once.
+// The hot record is one in the slot right after the spread ones.
 // Before the phases, every stream gets one event and is drained, so the worker knows each
 // stream's position, as a write-back that has been running for a while does. The worker is
 // stopped while a phase's events are written, then started: the clock runs from that start to
@@ -78,6 +80,7 @@ struct Arguments {
   std::int64_t hot_events = 200'000;
   std::int64_t streams = 10'000;
   std::int64_t events_per_stream = 3;
+  std::uint16_t first_slot = 0;  // the spread streams are those of the slots from here on
   std::string form = "plain";
   std::size_t batch = 0;  // 0: the worker's default
 };
@@ -98,7 +101,8 @@ class Bench {
         store_(ledger.pool()),
         worker_(client, store_, workerOptions(args)),
         dept_(fmt::format("wbb-{}-{}", nowMs(), ::getpid())),
-        hot_{dept_, "HOT", "W1"} {}
+        hot_(hotRecord(dept_,
+                       static_cast<std::uint16_t>((args.first_slot + args.streams) % kSlots))) {}
 
   int run() {
     // Whatever an earlier run left, then one event per stream: the positions become known.
@@ -122,6 +126,15 @@ class Bench {
     workers::WriteBackOptions options;
     if (args.batch > 0) options.batch_events_max = args.batch;
     return options;
+  }
+
+  // A record of the dept in `slot`: the hot stream comes right after the spread streams, so a
+  // run's streams are known in advance (see write_back_bench_test).
+  static RecordKey hotRecord(const std::string& dept, std::uint16_t slot) {
+    for (std::uint32_t i = 0;; ++i) {
+      RecordKey key{dept, "HOT" + std::to_string(i), "W1"};
+      if (redis::keyHashSlot(redis::keys::usable(key)) == slot) return key;
+    }
   }
 
   static std::int64_t nowMs() {
@@ -166,7 +179,8 @@ class Bench {
   bool fillSpread(Fill& fill, std::int64_t per_stream, const std::string& tag) {
     const auto hot_slot = redis::keyHashSlot(redis::keys::usable(hot_));
     std::int64_t written = 0;
-    for (std::uint16_t slot = 0; slot < kSlots && written < args_.streams; ++slot) {
+    for (std::uint32_t step = 0; step < kSlots && written < args_.streams; ++step) {
+      const auto slot = static_cast<std::uint16_t>((args_.first_slot + step) % kSlots);
       if (slot == hot_slot) continue;
       const std::string answer = fmt::format("S{}|W1|1|1|A|1|1|0", slot);
       const std::string prefix = fmt::format("{}{}-", tag, slot);
@@ -339,6 +353,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--events-per-stream", args.events_per_stream, "order events per other stream")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1'000}))
+      ->capture_default_str();
+  app.add_option("--first-slot", args.first_slot, "slot of the first spread stream")
+      ->check(CLI::Range(0, 16'383))
       ->capture_default_str();
   app.add_option("--form", args.form, "hold events: plain, or fused (with st, an order too)")
       ->check(CLI::IsMember({"plain", "fused"}))
