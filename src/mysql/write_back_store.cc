@@ -547,6 +547,20 @@ Result<StreamPosition> WriteBackStore::readPosition(const std::string& stream) {
   return StreamPosition{std::string(rows[0].text(0)), applied};
 }
 
+Result<std::map<std::string, std::string>> WriteBackStore::readPositions(
+    const std::vector<std::string>& streams) {
+  std::vector<Param> params;
+  params.reserve(streams.size());
+  for (const std::string& stream : streams) params.push_back(std::string_view(stream));
+  ALLOT_TRY(lease, pool_.acquire());
+  ALLOT_TRY(rows,
+            queryRows(*lease, "SELECT stream, last_id FROM outbox_positions WHERE stream IN (", "?",
+                      ")", 1, params));
+  std::map<std::string, std::string> positions;
+  for (const auto& row : rows) positions.emplace(row.text(0), row.text(1));
+  return positions;
+}
+
 Result<BatchOutcome> WriteBackStore::applyBatch(const std::string& stream,
                                                 const std::vector<OutboxEvent>& events) {
   ALLOT_TRY(outcomes, applyBatches({StreamBatch{stream, events}}));

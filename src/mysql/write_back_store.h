@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -71,6 +72,10 @@ class WriteBackStore {
 
   // The stored position of a stream (empty last_id when none).
   [[nodiscard]] Result<StreamPosition> readPosition(const std::string& stream);
+  // The stored last ids of many streams, in one query (chunked): stream -> last_id, for the
+  // streams that have a position.
+  [[nodiscard]] Result<std::map<std::string, std::string>> readPositions(
+      const std::vector<std::string>& streams);
 
   // Applies events (ascending ids, as XRANGE returns them) in one transaction with the new
   // position. A failure rolls everything back: kUnavailable when a retry may succeed.

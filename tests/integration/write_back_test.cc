@@ -298,6 +298,28 @@ TEST_P(WriteBackTest, NotedStreamIsWrittenBackByTheLoop) {
   EXPECT_EQ(worker.metrics().sweeps.load(), 1u);
 }
 
+// A backlog of several batches in one stream, each batch more than a first read (so each is
+// read in two steps), and a tick of an hour: only passes that follow a full batch at once,
+// without the tick, can apply it all.
+TEST_P(WriteBackTest, ABacklogIsAppliedWithoutWaitingATickBetweenBatches) {
+  constexpr int kHolds = 400;
+  constexpr std::size_t kBatch = 150;
+  static_assert(kBatch > workers::kWriteBackFirstReadEvents);
+  adjust("G1", "R1", kHolds);
+  for (int i = 0; i < kHolds; ++i)
+    ASSERT_TRUE(preallocate("O" + std::to_string(i), {{"G1", 1}}, false));
+  workers::WriteBack worker(
+      *client_, *store_,
+      workers::WriteBackOptions{std::chrono::hours(1), kBatch, std::chrono::hours(1)});
+  worker.start();
+  EXPECT_TRUE(testing::waitFor([&] {
+    return db_->record(record("G1")) == Quantities{kHolds, kHolds, 0};
+  }));
+  worker.stop();
+  EXPECT_GE(worker.metrics().passes.load(), (kHolds + kBatch - 1) / kBatch);
+  expectOrdersEqual({"O0", "O199", "O399"});
+}
+
 INSTANTIATE_TEST_SUITE_P(Redis, WriteBackTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
 
