@@ -34,6 +34,9 @@ inline constexpr std::size_t kHoldBatchMax = 64;
 // Coalesced hold calls of one record in flight at once (each on its own connection).
 inline constexpr std::size_t kHoldCallsInFlightMax = 2;
 
+// Outbox events the write-back reads from one stream per pass (writeback_batch_events).
+inline constexpr std::size_t kWriteBackBatchEventsMax = 10'000;
+
 inline constexpr std::int64_t kOrderLeaseMs = 30'000;  // a pending order's claim
 inline constexpr std::int64_t kBusyWaitMs = 2'000;     // how long a duplicate waits
 inline constexpr std::int64_t kRetentionSecondsDefault = 7 * 24 * 3600;

@@ -40,7 +40,7 @@
 namespace allot::workers {
 
 // Bounds of one pass: events read per stream per pass, and SCAN calls per master per sweep.
-inline constexpr std::size_t kWriteBackBatchEventsMax = 10'000;
+inline constexpr std::size_t kWriteBackBatchEventsMax = limits::kWriteBackBatchEventsMax;
 inline constexpr std::size_t kSweepScanCallsMax = 100'000;
 // drainOnce() passes over streams that still had a full batch, at most this many times.
 inline constexpr int kDrainPassesMax = 1'000;
