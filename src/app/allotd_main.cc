@@ -201,7 +201,9 @@ int run(const allot::app::Config& config) {
   }
   // The write-back: the outbox streams the scripts append to, applied to MariaDB exactly once.
   allot::mysql::WriteBackStore write_back_store((*ledger)->pool());
-  allot::workers::WriteBack write_back(**redis, write_back_store);
+  allot::workers::WriteBackOptions write_back_options;
+  write_back_options.batch_events_max = static_cast<std::size_t>(config.writeback_batch_events);
+  allot::workers::WriteBack write_back(**redis, write_back_store, write_back_options);
   if (config.role == "writeback") {
     allot::redis::RedisStockStore probe(
         **redis, {config.retention_seconds, allot::limits::kOrderLeaseMs, nullptr});

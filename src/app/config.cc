@@ -100,6 +100,9 @@ const std::vector<Key>& keys() {
        }},
       {"route_refresh_ms", integer("route_refresh_ms", &Config::route_refresh_ms, 50, 60'000)},
       {"route_settle_ms", integer("route_settle_ms", &Config::route_settle_ms, 0, 120'000)},
+      {"writeback_batch_events",
+       integer("writeback_batch_events", &Config::writeback_batch_events, 1,
+               static_cast<std::int64_t>(limits::kWriteBackBatchEventsMax))},
   };
   return kKeys;
 }

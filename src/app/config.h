@@ -39,6 +39,9 @@ struct Config {
   // How long a route switch waits, after marking the merchant switching, for the other
   // allotd processes to notice (their route_refresh_ms plus a margin).
   std::int64_t route_settle_ms = 1500;
+  // Outbox events the write-back applies from one stream per pass (one transaction holds a
+  // batch): larger batches mean fewer commits and round trips for a hot record's stream.
+  std::int64_t writeback_batch_events = 5000;
 
   // Derived from listen.
   std::string listen_host;

@@ -23,6 +23,9 @@ inline constexpr int kReverseAttemptsMax = 3;  // inline compensation retries
 inline constexpr int kLoadAttemptsMax = 5;     // WATCH races before giving up
 inline constexpr int kRedisRedirectsMax = 5;   // MOVED/ASK hops per call
 inline constexpr std::size_t kRedisPoolSizeMax = 256;
+// Commands written to one connection before their replies are read: bounds the buffers on
+// both sides (and the server's time spent on one client's batch).
+inline constexpr std::size_t kRedisPipelineCommandsMax = 1'000;
 inline constexpr std::size_t kMysqlPoolSizeMax = 64;
 inline constexpr std::size_t kHttpThreadsMax = 512;
 inline constexpr std::size_t kNetworkThreadsMax = 64;
@@ -31,6 +34,9 @@ inline constexpr std::size_t kNetworkThreadsMax = 64;
 inline constexpr std::size_t kHoldBatchMax = 64;
 // Coalesced hold calls of one record in flight at once (each on its own connection).
 inline constexpr std::size_t kHoldCallsInFlightMax = 2;
+
+// Outbox events the write-back reads from one stream per pass (writeback_batch_events).
+inline constexpr std::size_t kWriteBackBatchEventsMax = 10'000;
 
 inline constexpr std::int64_t kOrderLeaseMs = 30'000;  // a pending order's claim
 inline constexpr std::int64_t kBusyWaitMs = 2'000;     // how long a duplicate waits

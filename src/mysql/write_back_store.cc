@@ -40,8 +40,12 @@ struct Event {
   std::int64_t shortage = 0;
   std::string ref;
   std::int64_t delta = 0;
-  std::string status;  // order: P A S R D
+  std::string status;  // order: P A S R D; hold: empty, or A | S for a fused order
   std::string answer;  // order: encoded LineOutcomes
+
+  // A hold with st is a whole single-line order, claimed, held and committed in one step: it
+  // stands for the order event that would have said st, too.
+  [[nodiscard]] bool fused() const { return kind == "hold" && !status.empty(); }
 };
 
 // A failure that retrying the same event can never cure: the event is dead-lettered.
@@ -108,6 +112,12 @@ Result<Event> decodeEvent(const OutboxEvent& raw) {
   if (a < 0 || s < 0) return fail(ErrorCode::kInvalidRequest, "negative a or s");
   event.allocated = a;
   event.shortage = s;
+  if (!event.status.empty() && event.kind != "hold") {
+    return fail(ErrorCode::kInvalidRequest, "st on a " + event.kind + " event");
+  }
+  if (event.fused() && event.status != "A" && event.status != "S") {
+    return fail(ErrorCode::kInvalidRequest, "fused hold with st '" + event.status + "'");
+  }
   return event;
 }
 
@@ -146,41 +156,17 @@ Result<std::optional<Permanent>> changeStock(Connection& connection, const Event
   return std::unexpected(changed.error());
 }
 
-// The order line of a record event: the record's events are the authority on a line's state.
-// An undone line is deleted: undo only reverses a refused order, which Redis forgets.
-Result<void> changeOrderLine(Connection& connection, const Event& event) {
+// An undone order line is deleted: undo only reverses a refused order, which Redis forgets.
+Result<void> deleteOrderLine(Connection& connection, const Event& event) {
   const RecordKey& k = event.key;
-  if (event.kind == "undo") {
-    const std::array<Param, 7> params{
-        Param{std::string_view(k.dept_no)},      Param{std::string_view(event.order_no)},
-        Param{std::string_view(k.goods_no)},     Param{std::string_view(k.warehouse_no)},
-        Param{std::string_view(k.stock_status)}, Param{std::string_view(k.stock_type)},
-        Param{std::string_view(k.goods_level)}};
-    ALLOT_TRY_VOID(connection.execute(
-        "DELETE FROM order_lines WHERE dept_no = ? AND order_no = ? AND goods_no = ? AND "
-        "warehouse_no = ? AND stock_status = ? AND stock_type = ? AND goods_level = ?",
-        params));
-    return {};
-  }
-  const std::string_view state = event.kind == "hold"     ? "held"
-                                 : event.kind == "deduct" ? "deducted"
-                                                          : "released";
-  const std::array<Param, 11> params{Param{std::string_view(k.dept_no)},
-                                     Param{std::string_view(event.order_no)},
-                                     Param{std::string_view(k.goods_no)},
-                                     Param{std::string_view(k.warehouse_no)},
-                                     Param{std::string_view(k.stock_status)},
-                                     Param{std::string_view(k.stock_type)},
-                                     Param{std::string_view(k.goods_level)},
-                                     Param{event.allocated + event.shortage},
-                                     Param{event.allocated},
-                                     Param{event.shortage},
-                                     Param{state}};
+  const std::array<Param, 7> params{
+      Param{std::string_view(k.dept_no)},      Param{std::string_view(event.order_no)},
+      Param{std::string_view(k.goods_no)},     Param{std::string_view(k.warehouse_no)},
+      Param{std::string_view(k.stock_status)}, Param{std::string_view(k.stock_type)},
+      Param{std::string_view(k.goods_level)}};
   ALLOT_TRY_VOID(connection.execute(
-      "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
-      "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES "
-      "(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE qty = VALUES(qty), "
-      "allocated = VALUES(allocated), shortage = VALUES(shortage), state = VALUES(state)",
+      "DELETE FROM order_lines WHERE dept_no = ? AND order_no = ? AND goods_no = ? AND "
+      "warehouse_no = ? AND stock_status = ? AND stock_type = ? AND goods_level = ?",
       params));
   return {};
 }
@@ -208,6 +194,8 @@ std::string_view provisionalLineState(OrderStatus status) {
 
 // The order row and its lines (BatchSums below, alone for one event).
 Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event& event);
+// A record event's order line, and a fused hold's order row (BatchSums, alone for one event).
+Result<void> applyLine(Connection& connection, const Event& event);
 
 // Applies one event; a Permanent answer means nothing of it was applied.
 Result<std::optional<Permanent>> applyEvent(Connection& connection, const OutboxEvent& raw) {
@@ -217,7 +205,7 @@ Result<std::optional<Permanent>> applyEvent(Connection& connection, const Outbox
   if (event->kind == "adjust") return applyAdjust(connection, *event);
   ALLOT_TRY(refused, changeStock(connection, *event));
   if (refused) return refused;
-  ALLOT_TRY_VOID(changeOrderLine(connection, *event));
+  ALLOT_TRY_VOID(applyLine(connection, *event));
   return std::optional<Permanent>{};
 }
 
@@ -315,8 +303,7 @@ class BatchSums {
     auto lines = decodeLineOutcomes(event.dept_no, event.answer);
     if (!lines) return Permanent{"order answer lines: " + lines.error().message};
     auto& order = orders_[event.dept_no + "|" + event.order_no];
-    order.event = &event;
-    order.status = *status;
+    setStatus(order, event, *status);
     if (!lines->empty()) {
       std::vector<LineRequest> requested;
       for (const auto& line : *lines) requested.push_back(LineRequest{line.key, line.qty});
@@ -326,6 +313,7 @@ class BatchSums {
     return std::nullopt;
   }
 
+  // A record event: its stock change adds up, its order line keeps its last state.
   void add(const Event& event) {
     auto& sum = stock_[event.key.index()];
     sum.key = &event.key;
@@ -333,7 +321,20 @@ class BatchSums {
     sum.preallocated += sign * event.allocated;
     sum.shortage += sign * event.shortage;
     if (event.kind == "deduct") sum.on_hand -= event.allocated;
-    lines_[event.order_no + "|" + event.key.index()] = &event;
+    addLine(event);
+  }
+
+  // The order line of a record event (the record's events own a line's state). A fused hold
+  // is also the order event its order never sent: the orders row with the status and the
+  // single line requested, and line_no 1 on the line, written by the line's own upsert.
+  void addLine(const Event& event) {
+    auto& line = lines_[event.order_no + "|" + event.key.index()];
+    line.event = &event;
+    if (!event.fused()) return;
+    line.line_no = 1;
+    auto& order = orders_[event.dept_no + "|" + event.order_no];
+    setStatus(order, event, *orderStatusFromCode(event.status));  // A or S: decodeEvent checked
+    order.digest = linesDigest({LineRequest{event.key, event.allocated + event.shortage}});
   }
 
   // Writes the sums; a CHECK refusal is returned as Permanent (the caller falls back).
@@ -361,31 +362,36 @@ class BatchSums {
       return std::unexpected(stocked.error());
     }
     std::vector<Param> line_params;
-    for (const auto& [name, event] : lines_) {
-      if (event->kind == "undo") {
-        ALLOT_TRY_VOID(changeOrderLine(connection, *event));  // a DELETE: rare
+    for (const auto& [name, line] : lines_) {
+      const Event& event = *line.event;
+      if (event.kind == "undo") {
+        ALLOT_TRY_VOID(deleteOrderLine(connection, event));  // rare
         continue;
       }
-      const RecordKey& k = event->key;
-      const std::string_view state = event->kind == "hold"     ? "held"
-                                     : event->kind == "deduct" ? "deducted"
-                                                               : "released";
+      const RecordKey& k = event.key;
+      const std::string_view state = event.kind == "hold"     ? "held"
+                                     : event.kind == "deduct" ? "deducted"
+                                                              : "released";
       line_params.insert(
           line_params.end(),
-          {Param{std::string_view(k.dept_no)}, Param{std::string_view(event->order_no)},
+          {Param{std::string_view(k.dept_no)}, Param{std::string_view(event.order_no)},
            Param{std::string_view(k.goods_no)}, Param{std::string_view(k.warehouse_no)},
            Param{std::string_view(k.stock_status)}, Param{std::string_view(k.stock_type)},
-           Param{std::string_view(k.goods_level)}, Param{event->allocated + event->shortage},
-           Param{event->allocated}, Param{event->shortage}, Param{state}});
+           Param{std::string_view(k.goods_level)}, Param{line.line_no},
+           Param{event.allocated + event.shortage}, Param{event.allocated}, Param{event.shortage},
+           Param{state}});
     }
+    // line_no 0 is "not known yet": an order event (or a fused hold) gives the real one, in
+    // whichever order the two streams are applied.
     ALLOT_TRY_VOID(executeRows(
         connection,
         "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "
         "stock_type, goods_level, line_no, qty, allocated, shortage, state) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-        " ON DUPLICATE KEY UPDATE qty = VALUES(qty), allocated = VALUES(allocated), "
-        "shortage = VALUES(shortage), state = VALUES(state)",
-        11, line_params));
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " ON DUPLICATE KEY UPDATE line_no = GREATEST(line_no, VALUES(line_no)), "
+        "qty = VALUES(qty), allocated = VALUES(allocated), shortage = VALUES(shortage), "
+        "state = VALUES(state)",
+        12, line_params));
     ALLOT_TRY_VOID(flushOrders(connection));
     stock_.clear();
     lines_.clear();
@@ -394,12 +400,26 @@ class BatchSums {
   }
 
  private:
+  struct LineSum {
+    const Event* event = nullptr;  // the last record event of the line
+    std::int64_t line_no = 0;      // 1 once a fused hold named it; 0: not known here
+  };
   struct OrderSum {
     const Event* event = nullptr;
     OrderStatus status = OrderStatus::kAllocated;
     std::optional<std::string> digest;  // the last one seen; a tombstone has none
     std::vector<LineOutcome> lines;     // the last non-empty answer
   };
+
+  // An order's status never moves back from an end state, here and in the orders upsert: a
+  // fused order's first state (A or S) is in its record's stream and its rollback or deduct in
+  // its own, and the two streams may be applied in either order.
+  static void setStatus(OrderSum& order, const Event& event, OrderStatus status) {
+    const bool ended = order.event != nullptr && (order.status == OrderStatus::kRolledBack ||
+                                                  order.status == OrderStatus::kDeducted);
+    order.event = &event;
+    if (!ended) order.status = status;
+  }
 
   // The orders rows and their lines as answered (applyOrder: the same for one event).
   Result<void> flushOrders(Connection& connection) {
@@ -428,7 +448,8 @@ class BatchSums {
     ALLOT_TRY_VOID(executeRows(
         connection, "INSERT INTO orders (dept_no, order_no, status, lines_digest) VALUES ",
         "(?, ?, ?, ?)",
-        " ON DUPLICATE KEY UPDATE status = VALUES(status), "
+        " ON DUPLICATE KEY UPDATE status = IF(status IN ('rolled_back', 'deducted'), status, "
+        "VALUES(status)), "
         "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
         4, order_params));
     return executeRows(
@@ -441,15 +462,24 @@ class BatchSums {
         12, line_params);
   }
 
-  std::map<std::string, OrderSum> orders_;     // by dept|order
-  std::map<std::string, StockSum> stock_;      // by record index
-  std::map<std::string, const Event*> lines_;  // by order|record index: last event
+  std::map<std::string, OrderSum> orders_;  // by dept|order
+  std::map<std::string, StockSum> stock_;   // by record index
+  std::map<std::string, LineSum> lines_;    // by order|record index
 };
 
 Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event& event) {
   BatchSums one;
   if (auto refused = one.addOrder(event)) return refused;
   return one.flush(connection);
+}
+
+Result<void> applyLine(Connection& connection, const Event& event) {
+  BatchSums one;
+  one.addLine(event);
+  ALLOT_TRY(refused, one.flush(connection));
+  // Without a stock sum, nothing in a line's or an order's upsert can be refused for good.
+  if (refused) return fail(ErrorCode::kInternal, "order line refused: " + refused->reason);
+  return {};
 }
 
 // The batch with sums; nullopt when it must be applied event by event instead (a malformed
@@ -515,6 +545,20 @@ Result<StreamPosition> WriteBackStore::readPosition(const std::string& stream) {
   if (rows.empty()) return StreamPosition{};
   ALLOT_TRY(applied, rows[0].integer(1));
   return StreamPosition{std::string(rows[0].text(0)), applied};
+}
+
+Result<std::map<std::string, std::string>> WriteBackStore::readPositions(
+    const std::vector<std::string>& streams) {
+  std::vector<Param> params;
+  params.reserve(streams.size());
+  for (const std::string& stream : streams) params.push_back(std::string_view(stream));
+  ALLOT_TRY(lease, pool_.acquire());
+  ALLOT_TRY(rows,
+            queryRows(*lease, "SELECT stream, last_id FROM outbox_positions WHERE stream IN (", "?",
+                      ")", 1, params));
+  std::map<std::string, std::string> positions;
+  for (const auto& row : rows) positions.emplace(row.text(0), row.text(1));
+  return positions;
 }
 
 Result<BatchOutcome> WriteBackStore::applyBatch(const std::string& stream,

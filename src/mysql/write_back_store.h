@@ -11,7 +11,10 @@
 // Only failures that may pass on their own (lost connection, deadlock) fail the batch, which
 // the worker retries.
 //
-// Event semantics: hold adds to preallocated/shortage and upserts its order line (held);
+// Event semantics: hold adds to preallocated/shortage and upserts its order line (held); a
+// hold with st (A | S, a "fused" hold) is a whole single-line order held and committed in one
+// step, so it also writes what that order's order event would have: the orders row (status,
+// lines_digest of the one line requested, qty = a + s) and line_no 1 on its line;
 // rollback releases (line released); deduct also takes on_hand (line deducted); undo releases
 // and DELETES the line, because undo only reverses a refused order, which Redis forgets too;
 // adjust is MysqlLedger's per-ref change (applyAdjustmentIn); order upserts the order row and
@@ -20,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +72,10 @@ class WriteBackStore {
 
   // The stored position of a stream (empty last_id when none).
   [[nodiscard]] Result<StreamPosition> readPosition(const std::string& stream);
+  // The stored last ids of many streams, in one query (chunked): stream -> last_id, for the
+  // streams that have a position.
+  [[nodiscard]] Result<std::map<std::string, std::string>> readPositions(
+      const std::vector<std::string>& streams);
 
   // Applies events (ascending ids, as XRANGE returns them) in one transaction with the new
   // position. A failure rolls everything back: kUnavailable when a retry may succeed.

@@ -51,6 +51,12 @@ class Script {
   std::string sha1_;
 };
 
+// A command and the key that routes it (empty: any node), for Client::pipeline.
+struct RoutedCommand {
+  std::string routing_key;
+  std::vector<std::string> argv;
+};
+
 // One blocking connection, lent out by Client::withConnection for multi-command sessions
 // such as WATCH ... MULTI ... EXEC.
 class Connection {
@@ -83,6 +89,16 @@ class Client {
   // redirect inside fn is returned as the error reply it is (callers retry the whole session).
   [[nodiscard]] virtual Result<Reply> withConnection(
       std::string_view routing_key, const std::function<Result<Reply>(Connection&)>& fn) = 0;
+
+  // Runs many commands, pipelined: the commands for one node are written together and their
+  // replies read together, one round trip per limits::kRedisPipelineCommandsMax commands (the
+  // nodes one after the other). The answers are in the order of `commands`, one each. A
+  // redirect (MOVED, ASK, TRYAGAIN) is followed for its command alone, as command() follows
+  // it; a transport failure fails that node's commands from the first one not answered (they
+  // may or may not have run), never the other nodes'. For idempotent commands (reads, trims):
+  // the write-back's XRANGE and XTRIM of many streams.
+  [[nodiscard]] virtual std::vector<Result<Reply>> pipeline(
+      const std::vector<RoutedCommand>& commands) = 0;
 
   // Runs one command on every master (standalone: the one server), e.g. for SCAN or INFO.
   [[nodiscard]] virtual Result<std::vector<Reply>> commandOnMasters(

@@ -7,6 +7,8 @@
 // retries with its idempotency key.
 #include "redis/cluster_client.h"
 
+#include <algorithm>
+#include <map>
 #include <thread>
 #include <utility>
 
@@ -156,6 +158,72 @@ Result<Reply> ClusterClient::withConnection(std::string_view routing_key,
     lease->drop();
   }
   return result;
+}
+
+std::vector<Result<Reply>> ClusterClient::pipeline(const std::vector<RoutedCommand>& commands) {
+  std::vector<Result<Reply>> answers(commands.size());
+  // The commands of each node, in their given order (by node name, so the nodes are visited
+  // in a fixed order).
+  std::map<std::string, std::pair<NodeAddress, std::vector<std::size_t>>> by_node;
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    auto owner = ownerOf(slotOf(commands[i].routing_key));
+    if (!owner) {
+      answers[i] = std::unexpected(owner.error());
+      continue;
+    }
+    auto& [node, indices] = by_node[owner->name()];
+    if (indices.empty()) node = std::move(*owner);
+    indices.push_back(i);
+  }
+  std::vector<std::size_t> redirected;
+  for (const auto& [name, node_commands] : by_node) {
+    pipelineOnNode(node_commands.first, node_commands.second, commands, answers, redirected);
+  }
+  // Rare (a resharding or a failover): each one alone, with command()'s redirect handling.
+  for (const std::size_t i : redirected) {
+    answers[i] = command(commands[i].routing_key, commands[i].argv);
+  }
+  return answers;
+}
+
+void ClusterClient::pipelineOnNode(const NodeAddress& node, const std::vector<std::size_t>& indices,
+                                   const std::vector<RoutedCommand>& commands,
+                                   std::vector<Result<Reply>>& answers,
+                                   std::vector<std::size_t>& redirected) {
+  auto fail_from = [&](std::size_t first, const Error& error) {
+    for (std::size_t k = first; k < indices.size(); ++k)
+      answers[indices[k]] = std::unexpected(error);
+  };
+  auto pool = poolFor(node);
+  if (!pool) return fail_from(0, pool.error());
+  auto lease = (*pool)->checkout();
+  if (!lease) {
+    refreshSlotMap();
+    return fail_from(0, lease.error());
+  }
+  std::vector<const std::vector<std::string>*> chunk;
+  for (std::size_t first = 0; first < indices.size(); first += limits::kRedisPipelineCommandsMax) {
+    const std::size_t count = std::min(limits::kRedisPipelineCommandsMax, indices.size() - first);
+    chunk.clear();
+    for (std::size_t k = first; k < first + count; ++k) chunk.push_back(&commands[indices[k]].argv);
+    auto replies = (**lease).pipeline(chunk);
+    if (!replies) {
+      lease->drop();
+      (*pool)->dropIdle();
+      refreshSlotMap();
+      return fail_from(first, replies.error());
+    }
+    for (std::size_t k = 0; k < count; ++k) {
+      Reply& reply = (*replies)[k];
+      const auto redirect = parseRedirect(reply, node);
+      if (!redirect) {
+        answers[indices[first + k]] = std::move(reply);
+        continue;
+      }
+      if (redirect->kind == Redirect::Kind::kMoved) noteMoved(*redirect);
+      redirected.push_back(indices[first + k]);
+    }
+  }
 }
 
 Result<std::vector<Reply>> ClusterClient::commandOnMasters(const std::vector<std::string>& argv) {

@@ -42,6 +42,8 @@ class ClusterClient final : public Client {
                                          const std::vector<std::string>& args) override;
   [[nodiscard]] Result<Reply> withConnection(
       std::string_view routing_key, const std::function<Result<Reply>(Connection&)>& fn) override;
+  [[nodiscard]] std::vector<Result<Reply>> pipeline(
+      const std::vector<RoutedCommand>& commands) override;
   [[nodiscard]] Result<std::vector<Reply>> commandOnMasters(
       const std::vector<std::string>& argv) override;
 
@@ -61,6 +63,11 @@ class ClusterClient final : public Client {
   [[nodiscard]] Result<Reply> route(std::optional<std::uint16_t> slot, NodeAddress target,
                                     Redirects redirects, const Attempt& attempt);
   [[nodiscard]] Result<NodeAddress> ownerOf(std::optional<std::uint16_t> slot);
+  // One node's share of a pipeline: `indices` into `commands`, answers into `answers`; the
+  // indices of redirected commands are added to `redirected`.
+  void pipelineOnNode(const NodeAddress& node, const std::vector<std::size_t>& indices,
+                      const std::vector<RoutedCommand>& commands,
+                      std::vector<Result<Reply>>& answers, std::vector<std::size_t>& redirected);
   [[nodiscard]] Result<NodePool*> poolFor(const NodeAddress& node);
   // Records the new owner a MOVED names, then refreshes the whole map.
   void noteMoved(const Redirect& moved);

@@ -153,10 +153,26 @@ Result<std::unique_ptr<NodeConnection>> NodeConnection::open(const NodeAddress& 
 }
 
 Result<Reply> NodeConnection::command(const std::vector<std::string>& argv) {
+  ALLOT_TRY_VOID(append(argv));
+  return receive(argv.front());
+}
+
+Result<std::vector<Reply>> NodeConnection::pipeline(
+    const std::vector<const std::vector<std::string>*>& commands) {
+  for (const std::vector<std::string>* argv : commands) ALLOT_TRY_VOID(append(*argv));
+  std::vector<Reply> replies;
+  replies.reserve(commands.size());
+  for (const std::vector<std::string>* argv : commands) {
+    ALLOT_TRY(reply, receive(argv->front()));
+    replies.push_back(std::move(reply));
+  }
+  return replies;
+}
+
+Result<void> NodeConnection::append(const std::vector<std::string>& argv) {
   ALLOT_ASSERT(!argv.empty());
   ALLOT_ASSERT(argv.size() <= static_cast<std::size_t>(INT_MAX));
   if (broken_) return std::unexpected(transportError("connection already failed"));
-
   std::vector<const char*> pointers;
   std::vector<std::size_t> lengths;
   pointers.reserve(argv.size());
@@ -165,17 +181,28 @@ Result<Reply> NodeConnection::command(const std::vector<std::string>& argv) {
     pointers.push_back(argument.data());
     lengths.push_back(argument.size());
   }
-  ReplyPtr raw(static_cast<redisReply*>(redisCommandArgv(
-      context_.get(), static_cast<int>(argv.size()), pointers.data(), lengths.data())));
-  if (raw == nullptr) return std::unexpected(transportError(argv.front()));
+  // Only buffers the command (hiredis writes the buffer when the first reply is read); it
+  // fails only when memory runs out.
+  if (redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), pointers.data(),
+                             lengths.data()) != REDIS_OK) {
+    return std::unexpected(transportError(argv.front()));
+  }
+  return {};
+}
 
+Result<Reply> NodeConnection::receive(std::string_view command_name) {
+  void* raw_reply = nullptr;
+  if (redisGetReply(context_.get(), &raw_reply) != REDIS_OK || raw_reply == nullptr) {
+    return std::unexpected(transportError(command_name));
+  }
+  ReplyPtr raw(static_cast<redisReply*>(raw_reply));
   auto reply = toReply(*raw);
   if (!reply) {
     // The stream may hold more of a reply we did not understand; never read from it again.
     broken_ = true;
     return reply;
   }
-  trackTransactionState(argv.front(), *reply);
+  trackTransactionState(command_name, *reply);
   return reply;
 }
 

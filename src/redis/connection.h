@@ -53,6 +53,11 @@ class NodeConnection final : public Connection {
   // Sends argv (binary safe) and waits for the reply, at most command_timeout. An error
   // reply from Redis is a Reply of type kError; only transport failures are Errors.
   [[nodiscard]] Result<Reply> command(const std::vector<std::string>& argv) override;
+  // Writes every command, then reads their replies in order: one round trip for all. A
+  // transport failure fails the whole call (and breaks the connection): which commands ran is
+  // then unknown. The caller bounds how many commands it sends at once.
+  [[nodiscard]] Result<std::vector<Reply>> pipeline(
+      const std::vector<const std::vector<std::string>*>& commands);
 
   // True after any transport failure: the connection must not be used again.
   [[nodiscard]] bool broken() const { return broken_; }
@@ -72,6 +77,9 @@ class NodeConnection final : public Connection {
   using ContextPtr = std::unique_ptr<redisContext, ContextDeleter>;
 
   NodeConnection(ContextPtr context, NodeAddress address);
+  // The two halves of a command: append it to the output buffer, read its reply.
+  [[nodiscard]] Result<void> append(const std::vector<std::string>& argv);
+  [[nodiscard]] Result<Reply> receive(std::string_view command_name);
   void trackTransactionState(std::string_view command_name, const Reply& reply);
   [[nodiscard]] Error transportError(std::string_view what);
 

@@ -48,6 +48,15 @@ Result<std::vector<mysql::OutboxEvent>> decodeEntries(const redis::Reply& reply)
   return events;
 }
 
+// The events of one stream's XRANGE reply (taken by reference: a batch is large).
+Result<std::vector<mysql::OutboxEvent>> eventsOf(const Result<redis::Reply>& reply,
+                                                 const std::string& stream) {
+  if (!reply) return std::unexpected(reply.error());
+  if (reply->isError())
+    return fail(ErrorCode::kUnavailable, "XRANGE " + stream + ": " + reply->str);
+  return decodeEntries(*reply);
+}
+
 }  // namespace
 
 WriteBack::WriteBack(redis::Client& client, mysql::WriteBackStore& store, WriteBackOptions options)
@@ -83,10 +92,14 @@ void WriteBack::stop() {
 
 void WriteBack::run() {
   auto next_sweep = std::chrono::steady_clock::now();  // a sweep at start finds old streams
+  // The last pass left a full batch: go on without a pause. True at start, so the first pass
+  // (and its sweep) comes at once.
+  bool behind = true;
   for (;;) {
     {
       std::unique_lock lock(stop_mutex_);
-      if (stop_signal_.wait_for(lock, options_.tick, [this] { return stopping_; })) return;
+      const auto pause = behind ? std::chrono::milliseconds(0) : options_.tick;
+      if (stop_signal_.wait_for(lock, pause, [this] { return stopping_; })) return;
     }
     std::lock_guard pass_lock(pass_mutex_);
     if (std::chrono::steady_clock::now() >= next_sweep) {
@@ -94,7 +107,9 @@ void WriteBack::run() {
       if (!swept) spdlog::warn("write-back: sweep failed: {}", swept.error().message);
       next_sweep = std::chrono::steady_clock::now() + options_.sweep_interval;
     }
-    static_cast<void>(pass());
+    const PassResult result = pass();
+    // After a failure, the tick: a server that is down is not asked again in a tight loop.
+    behind = !result.complete && !result.failed;
   }
 }
 
@@ -127,9 +142,13 @@ bool WriteBack::drainAppendedBefore(const std::set<std::string>& streams,
   // The last id of each stream now: the targets.
   std::map<std::string, mysql::StreamId> targets;
   {
+    std::vector<redis::RoutedCommand> commands;
     for (const std::string& stream : streams) {
-      auto last = checked(client_.command(stream, {"XREVRANGE", stream, "+", "-", "COUNT", "1"}),
-                          "XREVRANGE " + stream);
+      commands.push_back({stream, {"XREVRANGE", stream, "+", "-", "COUNT", "1"}});
+    }
+    const auto replies = client_.pipeline(commands);
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+      auto last = checked(replies[i], "XREVRANGE " + commands[i].routing_key);
       if (!last) {
         spdlog::warn("write-back: drain: {}", last.error().message);
         return false;
@@ -137,7 +156,9 @@ bool WriteBack::drainAppendedBefore(const std::set<std::string>& streams,
       if (!last->isArray() || last->elements.empty()) continue;
       const auto& entry = last->elements[0];
       if (!entry.isArray() || entry.elements.empty()) continue;
-      if (auto id = mysql::StreamId::parse(entry.elements[0].str)) targets.emplace(stream, *id);
+      if (auto id = mysql::StreamId::parse(entry.elements[0].str)) {
+        targets.emplace(commands[i].routing_key, *id);
+      }
     }
   }
   // Stream by stream, a batch at a time, letting the loop in between: each stream is read
@@ -152,13 +173,11 @@ bool WriteBack::drainAppendedBefore(const std::set<std::string>& streams,
         auto position = positionOf(stream);
         auto applied = position ? mysql::StreamId::parse(*position) : std::nullopt;
         if (applied && *applied >= target) break;
-        std::int64_t oldest_ms = 0;
-        auto drained = drainStream(stream, oldest_ms);
-        if (!drained) {
-          ++metrics_.batch_failures;
-          spdlog::warn("write-back: drain of {}: {}", stream, drained.error().message);
-          idle = true;
-        } else if (drained->events_read == 0) {
+        PassResult drained;
+        passRound(std::span<const std::string>(&stream, 1), drained);
+        if (drained.failed) {
+          idle = true;  // counted and logged by the round
+        } else if (drained.events_read == 0) {
           // Nothing left to read, yet the position known here is behind: another write-back
           // process applied and trimmed the rest. Ask the database again.
           positions_.erase(stream);
@@ -181,138 +200,225 @@ WriteBack::PassResult WriteBack::pass() {
     noted_.clear();
   }
   PassResult result;
-  std::int64_t oldest_ms = 0, pending = 0;
-  std::vector<std::string> done;
-  // Streams are applied in groups, one transaction per group: most streams hold a few order
-  // events (each order's events go to its own slot), and a commit per stream would cap the
-  // write-back at the database's commits per second.
-  std::vector<mysql::WriteBackStore::StreamBatch> group;
-  std::size_t group_events = 0;
-  auto apply_group = [&] {
-    if (group.empty()) return;
-    auto outcomes = store_.applyBatches(group);
-    if (!outcomes) {
-      ++metrics_.batch_failures;
-      result.complete = false;
-      result.failed = true;
-      spdlog::warn("write-back: a group of {} streams: {}", group.size(), outcomes.error().message);
-    } else {
-      ++metrics_.batches;
-      for (std::size_t i = 0; i < group.size(); ++i) {
-        finishStream(group[i].stream, (*outcomes)[i]);
-        if (group[i].events.size() < options_.batch_events_max) {
-          done.push_back(group[i].stream);  // read to its end: the next append notes it again
-        } else {
-          result.complete = false;
-          auto length = client_.command(group[i].stream, {"XLEN", group[i].stream});
-          if (length && length->isInteger()) pending += length->integer;
-        }
-      }
-    }
-    group.clear();
-    group_events = 0;
-  };
-  for (const std::string& stream : streams_) {
+  const std::vector<std::string> streams(streams_.begin(), streams_.end());
+  for (std::size_t first = 0; first < streams.size(); first += kWriteBackRoundStreamsMax) {
     if (stop_requested_.load()) {  // stop() does not wait for a pass over thousands of streams
       result.complete = false;
       break;
     }
-    auto events = readStream(stream, oldest_ms);
-    if (!events) {
-      ++metrics_.batch_failures;
-      result.complete = false;
-      result.failed = true;
-      spdlog::warn("write-back: {}: {}", stream, events.error().message);
-      continue;
-    }
-    result.events_read += events->size();
-    if (events->empty()) {
-      done.push_back(stream);
-      continue;
-    }
-    group_events += events->size();
-    group.push_back({stream, std::move(*events)});
-    if (group.size() >= kWriteBackGroupStreamsMax || group_events >= options_.batch_events_max) {
-      apply_group();
-    }
+    const std::size_t count = std::min(kWriteBackRoundStreamsMax, streams.size() - first);
+    passRound(std::span<const std::string>(streams.data() + first, count), result);
   }
-  apply_group();
-  for (const std::string& stream : done) streams_.erase(stream);
+  for (const std::string& stream : result.done) streams_.erase(stream);
   metrics_.oldest_unapplied_age_ms =
-      oldest_ms == 0 ? 0 : std::max<std::int64_t>(0, wallNowMs() - oldest_ms);
-  metrics_.events_pending = pending;
+      result.oldest_ms == 0 ? 0 : std::max<std::int64_t>(0, wallNowMs() - result.oldest_ms);
+  metrics_.events_pending = result.pending;
   metrics_.streams_known = static_cast<std::int64_t>(streams_.size());
   ++metrics_.passes;
   return result;
 }
 
-Result<std::string> WriteBack::positionOf(const std::string& stream) {
-  if (auto found = positions_.find(stream); found != positions_.end()) return found->second;
-  ALLOT_TRY(stored, store_.readPosition(stream));
-  std::string last_id = stored.last_id.empty() ? "0-0" : stored.last_id;
-  // Entries at or below a stored position were applied; a crash may have left them untrimmed.
-  if (last_id != "0-0") ALLOT_TRY_VOID(trim(stream, last_id));
-  positions_[stream] = last_id;
-  return last_id;
-}
-
-Result<std::vector<mysql::OutboxEvent>> WriteBack::readStream(const std::string& stream,
-                                                              std::int64_t& oldest_ms) {
-  if (!positions_.contains(stream)) {
-    // A stream seen for the first time (a sweep finds every empty one too): one cheap look
-    // before the database is asked for its position.
-    ALLOT_TRY(peek, checked(client_.command(stream, {"XRANGE", stream, "-", "+", "COUNT", "1"}),
-                            "XRANGE " + stream));
-    if (peek.isArray() && peek.elements.empty()) return std::vector<mysql::OutboxEvent>{};
+void WriteBack::passRound(std::span<const std::string> streams, PassResult& result) {
+  std::vector<mysql::WriteBackStore::StreamBatch> batches;
+  for (std::string& stream : withPositions(streams, result)) {
+    batches.push_back({std::move(stream), {}});
   }
-  ALLOT_TRY(last_id, positionOf(stream));
-  ALLOT_TRY(reply, checked(client_.command(stream, {"XRANGE", stream, "(" + last_id, "+", "COUNT",
-                                                    std::to_string(options_.batch_events_max)}),
-                           "XRANGE " + stream));
-  ALLOT_TRY(events, decodeEntries(reply));
-  if (!events.empty()) {
-    if (const auto first = mysql::StreamId::parse(events.front().id)) {
-      const auto ms = static_cast<std::int64_t>(first->ms);
-      if (oldest_ms == 0 || ms < oldest_ms) oldest_ms = ms;
+  // A first look at every stream; most hold a few events (each order's events go to its own
+  // slot's stream), a hot record's stream holds many.
+  const std::size_t first_read = std::min(options_.batch_events_max, kWriteBackFirstReadEvents);
+  readBatches(batches, first_read, result);
+  std::vector<mysql::WriteBackStore::StreamBatch> small, large;
+  for (auto& batch : batches) {
+    if (batch.events.empty()) {
+      result.done.push_back(batch.stream);
+    } else {
+      (batch.events.size() < first_read || first_read == options_.batch_events_max ? small : large)
+          .push_back(std::move(batch));
     }
   }
-  return events;
-}
-
-void WriteBack::finishStream(const std::string& stream, const mysql::BatchOutcome& outcome) {
-  metrics_.events_applied += outcome.applied;
-  metrics_.events_dead_lettered += outcome.dead_lettered;
-  for (const std::string& reason : outcome.dead_letter_reasons) {
-    spdlog::error("write-back: {}: event dead-lettered (see outbox_dead_letters): {}", stream,
-                  reason);
-  }
-  positions_[stream] = outcome.last_id;
-  // The commit is done: a failed trim only leaves entries the position already skips.
-  const Result<void> trimmed = trim(stream, outcome.last_id);
-  if (!trimmed) {
-    ++metrics_.batch_failures;
-    spdlog::warn("write-back: trim of {} failed: {}", stream, trimmed.error().message);
+  applyAndTrim(small, result);
+  // The rest of each large stream's batch, a few streams at a time.
+  const std::size_t per_step =
+      std::max<std::size_t>(1, kWriteBackRoundEventsMax / options_.batch_events_max);
+  for (std::size_t first = 0; first < large.size(); first += per_step) {
+    std::vector<mysql::WriteBackStore::StreamBatch> step(
+        std::make_move_iterator(large.begin() + static_cast<std::ptrdiff_t>(first)),
+        std::make_move_iterator(
+            large.begin() + static_cast<std::ptrdiff_t>(std::min(large.size(), first + per_step))));
+    readBatches(step, options_.batch_events_max - first_read, result);
+    applyAndTrim(step, result);
   }
 }
 
-Result<WriteBack::StreamResult> WriteBack::drainStream(const std::string& stream,
-                                                       std::int64_t& oldest_ms) {
-  ALLOT_TRY(events, readStream(stream, oldest_ms));
-  StreamResult result{events.size(), events.size() >= options_.batch_events_max};
-  if (events.empty()) return result;
-  ALLOT_TRY(outcomes, store_.applyBatches({mysql::WriteBackStore::StreamBatch{stream, events}}));
-  ++metrics_.batches;
-  finishStream(stream, outcomes.front());
-  return result;
+std::vector<std::string> WriteBack::withPositions(std::span<const std::string> streams,
+                                                  PassResult& result) {
+  // A stream seen for the first time (a sweep finds every empty one too): one cheap look
+  // before the database is asked for its position.
+  std::vector<redis::RoutedCommand> peeks;
+  for (const std::string& stream : streams) {
+    if (!positions_.contains(stream)) {
+      peeks.push_back({stream, {"XRANGE", stream, "-", "+", "COUNT", "1"}});
+    }
+  }
+  const auto replies = client_.pipeline(peeks);
+  std::vector<std::string> unknown;
+  for (std::size_t i = 0; i < peeks.size(); ++i) {
+    const std::string& stream = peeks[i].routing_key;
+    auto peek = checked(replies[i], "XRANGE " + stream);
+    if (!peek) {
+      streamFailed(stream, peek.error().message, result);
+    } else if (peek->isArray() && peek->elements.empty()) {
+      result.done.push_back(stream);
+    } else {
+      unknown.push_back(stream);
+    }
+  }
+  if (!unknown.empty()) {
+    if (const Result<void> learned = learnPositions(unknown); !learned) {
+      streamFailed("positions of " + std::to_string(unknown.size()) + " streams",
+                   learned.error().message, result);
+    }
+  }
+  std::vector<std::string> known;
+  for (const std::string& stream : streams) {
+    if (positions_.contains(stream)) known.push_back(stream);
+  }
+  return known;
 }
 
-Result<void> WriteBack::trim(const std::string& stream, const std::string& last_id) {
-  const auto id = mysql::StreamId::parse(last_id);
-  if (!id) return fail(ErrorCode::kInternal, "bad stream id '" + last_id + "'");
-  // MINID keeps ids >= the threshold: everything up to last_id goes, nothing newer.
-  ALLOT_TRY_VOID(checked(client_.command(stream, {"XTRIM", stream, "MINID", id->next().text()}),
-                         "XTRIM " + stream));
+Result<void> WriteBack::learnPositions(const std::vector<std::string>& streams) {
+  ALLOT_TRY(stored, store_.readPositions(streams));
+  std::vector<std::string> applied;
+  for (const std::string& stream : streams) {
+    const auto found = stored.find(stream);
+    const std::string last_id = found == stored.end() ? "0-0" : found->second;
+    positions_[stream] = last_id;
+    if (last_id != "0-0") applied.push_back(stream);
+  }
+  // Entries at or below a stored position were applied; a crash may have left them untrimmed.
+  // A trim that fails leaves them to the next one: reads start after the position anyway.
+  PassResult ignored;
+  trimAll(applied, std::vector<bool>(applied.size(), false), ignored);
   return {};
+}
+
+Result<std::string> WriteBack::positionOf(const std::string& stream) {
+  if (!positions_.contains(stream)) ALLOT_TRY_VOID(learnPositions({stream}));
+  return positions_.at(stream);
+}
+
+void WriteBack::readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& batches,
+                            std::size_t count, PassResult& result) {
+  std::vector<redis::RoutedCommand> reads;
+  reads.reserve(batches.size());
+  for (const auto& batch : batches) {
+    const std::string& after =
+        batch.events.empty() ? positions_.at(batch.stream) : batch.events.back().id;
+    reads.push_back(
+        {batch.stream, {"XRANGE", batch.stream, "(" + after, "+", "COUNT", std::to_string(count)}});
+  }
+  const auto replies = client_.pipeline(reads);
+  std::vector<mysql::WriteBackStore::StreamBatch> read;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    auto& batch = batches[i];
+    auto events = eventsOf(replies[i], batch.stream);
+    if (!events) {
+      streamFailed(batch.stream, events.error().message, result);
+      continue;  // dropped from the round: retried by the next pass
+    }
+    if (batch.events.empty() && !events->empty()) {
+      if (const auto first = mysql::StreamId::parse(events->front().id)) {
+        const auto ms = static_cast<std::int64_t>(first->ms);
+        if (result.oldest_ms == 0 || ms < result.oldest_ms) result.oldest_ms = ms;
+      }
+    }
+    result.events_read += events->size();
+    batch.events.insert(batch.events.end(), std::make_move_iterator(events->begin()),
+                        std::make_move_iterator(events->end()));
+    read.push_back(std::move(batch));
+  }
+  batches = std::move(read);
+}
+
+void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& batches,
+                             PassResult& result) {
+  std::vector<std::string> committed;
+  std::vector<bool> full;
+  std::size_t first = 0;
+  while (first < batches.size()) {
+    // Streams applied in groups, one transaction per group: a commit per stream would cap
+    // the write-back at the database's commits per second.
+    std::size_t end = first, group_events = 0;
+    while (end < batches.size() && end - first < kWriteBackGroupStreamsMax &&
+           group_events < options_.batch_events_max) {
+      group_events += batches[end++].events.size();
+    }
+    const std::vector<mysql::WriteBackStore::StreamBatch> group(
+        std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(first)),
+        std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(end)));
+    first = end;
+    auto outcomes = store_.applyBatches(group);
+    if (!outcomes) {
+      streamFailed("a group of " + std::to_string(group.size()) + " streams",
+                   outcomes.error().message, result);
+      continue;
+    }
+    ++metrics_.batches;
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      const mysql::BatchOutcome& outcome = (*outcomes)[i];
+      metrics_.events_applied += outcome.applied;
+      metrics_.events_dead_lettered += outcome.dead_lettered;
+      for (const std::string& reason : outcome.dead_letter_reasons) {
+        spdlog::error("write-back: {}: event dead-lettered (see outbox_dead_letters): {}",
+                      group[i].stream, reason);
+      }
+      positions_[group[i].stream] = outcome.last_id;
+      committed.push_back(group[i].stream);
+      const bool batch_full = group[i].events.size() >= options_.batch_events_max;
+      full.push_back(batch_full);
+      if (batch_full) {
+        result.complete = false;
+      } else {
+        result.done.push_back(group[i].stream);  // read to its end: the next append notes it
+      }
+    }
+  }
+  // The commits are done: a failed trim only leaves entries the positions already skip.
+  trimAll(committed, full, result);
+}
+
+void WriteBack::trimAll(const std::vector<std::string>& streams, const std::vector<bool>& full,
+                        PassResult& result) {
+  std::vector<redis::RoutedCommand> commands;
+  for (std::size_t i = 0; i < streams.size(); ++i) {
+    const std::string& stream = streams[i];
+    const auto id = mysql::StreamId::parse(positions_.at(stream));
+    if (!id) {  // a position row edited by hand: applyBatches refuses the stream too
+      ++metrics_.batch_failures;
+      spdlog::warn("write-back: {}: bad stored position '{}'", stream, positions_.at(stream));
+      continue;
+    }
+    // MINID keeps ids >= the threshold: everything up to the position goes, nothing newer.
+    commands.push_back({stream, {"XTRIM", stream, "MINID", id->next().text()}});
+    if (full[i]) commands.push_back({stream, {"XLEN", stream}});
+  }
+  const auto replies = client_.pipeline(commands);
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    auto reply = checked(replies[i], commands[i].argv.front() + " " + commands[i].routing_key);
+    if (!reply) {
+      ++metrics_.batch_failures;
+      spdlog::warn("write-back: {}", reply.error().message);
+    } else if (commands[i].argv.front() == "XLEN" && reply->isInteger()) {
+      result.pending += reply->integer;
+    }
+  }
+}
+
+void WriteBack::streamFailed(const std::string& what, const std::string& why, PassResult& result) {
+  ++metrics_.batch_failures;
+  result.complete = false;
+  result.failed = true;
+  spdlog::warn("write-back: {}: {}", what, why);
 }
 
 Result<void> WriteBack::sweep() {

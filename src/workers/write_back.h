@@ -1,12 +1,16 @@
 // The write-back worker: carries the outbox events that the Lua scripts append (one stream per
 // hash slot, ob:{tag}) into the database of record.
 //
-// A loop with a fixed tick and a bounded batch. Each tick it reads, for every stream it knows,
-// up to batch_events_max events after the stream's applied position (XRANGE, exclusive
-// start), applies them in one MariaDB transaction with the new position
-// (mysql::WriteBackStore), and only then trims what it applied (XTRIM MINID). A crash between
-// the commit and the trim re-reads events the stored position recognises, so nothing is lost
-// or applied twice.
+// A loop with a tick and a bounded batch. Each pass reads, for every stream it knows, up to
+// batch_events_max events after the stream's applied position (XRANGE, exclusive start),
+// applies them in one MariaDB transaction with the new position (mysql::WriteBackStore,
+// many streams per transaction), and only then trims what it applied (XTRIM MINID). A crash
+// between the commit and the trim re-reads events the stored position recognises, so nothing
+// is lost or applied twice. The Redis side of a pass is pipelined: the XRANGEs of up to
+// kWriteBackRoundStreamsMax streams go in one round trip per node, and so do their XTRIMs;
+// the positions of streams seen for the first time come from one query. A pass that still
+// left a full batch somewhere is followed by the next at once; otherwise the loop waits a
+// tick.
 //
 // Which streams: those named by noteStream() (cheap and thread-safe, called after each script
 // that appends), and those a periodic sweep of every master finds (SCAN MATCH ob:* TYPE
@@ -23,28 +27,41 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "core/limits.h"
 #include "core/result.h"
 #include "mysql/write_back_store.h"
 #include "redis/client.h"
 
 namespace allot::workers {
 
-// Bounds of one pass: events read per stream per tick, and SCAN calls per master per sweep.
-inline constexpr std::size_t kWriteBackBatchEventsMax = 10'000;
+// Bounds of one pass: events read per stream per pass, and SCAN calls per master per sweep.
+inline constexpr std::size_t kWriteBackBatchEventsMax = limits::kWriteBackBatchEventsMax;
 inline constexpr std::size_t kSweepScanCallsMax = 100'000;
 // drainOnce() passes over streams that still had a full batch, at most this many times.
 inline constexpr int kDrainPassesMax = 1'000;
 // Streams applied together in one transaction by a pass.
 inline constexpr std::size_t kWriteBackGroupStreamsMax = 256;
+// Streams read in one round of a pass (one pipelined round trip per node for all of them).
+inline constexpr std::size_t kWriteBackRoundStreamsMax = 1'000;
+// The first read of a stream in a round asks for this many events; a stream that has more
+// is read again for the rest of its batch, a few such streams at a time, so a round holds at
+// most about kWriteBackRoundStreamsMax * kWriteBackFirstReadEvents + 2 batches in memory.
+inline constexpr std::size_t kWriteBackFirstReadEvents = 100;
+inline constexpr std::size_t kWriteBackRoundEventsMax = 2 * kWriteBackBatchEventsMax;
+static_assert(kWriteBackRoundStreamsMax <= limits::kRedisPipelineCommandsMax);
+static_assert(kWriteBackGroupStreamsMax <= kWriteBackRoundStreamsMax);
 
 struct WriteBackOptions {
+  // The pause between passes; a pass that left a full batch in some stream is followed by the
+  // next one at once.
   std::chrono::milliseconds tick{20};
-  std::size_t batch_events_max = 1000;  // per stream per tick, <= kWriteBackBatchEventsMax
+  std::size_t batch_events_max = 5000;  // per stream per pass, <= kWriteBackBatchEventsMax
   std::chrono::milliseconds sweep_interval{5000};
 };
 
@@ -95,29 +112,42 @@ class WriteBack {
   [[nodiscard]] const WriteBackMetrics& metrics() const { return metrics_; }
 
  private:
+  // What a pass (or one stream's drain) found; filled in by its rounds.
   struct PassResult {
     std::size_t events_read = 0;
-    bool complete = true;  // every stream was read to its end and nothing failed
-    bool failed = false;   // some stream failed (it stays known and is retried)
-  };
-  struct StreamResult {
-    std::size_t events_read = 0;
-    bool full = false;
+    bool complete = true;           // every stream was read to its end and nothing failed
+    bool failed = false;            // some stream failed (it stays known and is retried)
+    std::int64_t oldest_ms = 0;     // id time of the oldest event read (0: none)
+    std::int64_t pending = 0;       // events left in streams whose batch was full
+    std::vector<std::string> done;  // streams read to their end: forgotten until noted again
   };
 
   void run();
-  // One batch of every known stream. Caller holds pass_mutex_.
+  // One batch of every known stream, in rounds. Caller holds pass_mutex_.
   PassResult pass();
-  // One batch of one stream: read, apply, trim. Caller holds pass_mutex_.
-  // The events after the stream's applied position (at most a batch). Caller holds pass_mutex_.
-  [[nodiscard]] Result<std::vector<mysql::OutboxEvent>> readStream(const std::string& stream,
-                                                                   std::int64_t& oldest_ms);
-  // After a commit: the position, the trim, the metrics. Caller holds pass_mutex_.
-  void finishStream(const std::string& stream, const mysql::BatchOutcome& outcome);
-  [[nodiscard]] Result<StreamResult> drainStream(const std::string& stream,
-                                                 std::int64_t& oldest_ms);
+  // Up to kWriteBackRoundStreamsMax streams: positions, reads, applies and trims, each
+  // pipelined (one round trip per node, one query) for all of them. Caller holds pass_mutex_.
+  void passRound(std::span<const std::string> streams, PassResult& result);
+  // The streams whose position is known, after looking up those seen for the first time (an
+  // empty one is done without asking the database). Caller holds pass_mutex_.
+  [[nodiscard]] std::vector<std::string> withPositions(std::span<const std::string> streams,
+                                                       PassResult& result);
+  // The stored positions of these streams, in one query; trims what a crash after a commit
+  // left in them. Caller holds pass_mutex_.
+  [[nodiscard]] Result<void> learnPositions(const std::vector<std::string>& streams);
+  // XRANGE of every stream after `after` (its position, or the last id already read), at
+  // most `count` events each, appended to each batch. Caller holds pass_mutex_.
+  void readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& batches, std::size_t count,
+                   PassResult& result);
+  // Applies the batches in groups (one transaction each), then trims what was committed.
+  // Caller holds pass_mutex_.
+  void applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& batches, PassResult& result);
+  // Pipelined XTRIMs (and XLENs of the streams still full, for the pending gauge).
+  void trimAll(const std::vector<std::string>& streams, const std::vector<bool>& full,
+               PassResult& result);
+  // A stream (or a group of them) that failed this time: counted, logged, retried later.
+  void streamFailed(const std::string& what, const std::string& why, PassResult& result);
   [[nodiscard]] Result<std::string> positionOf(const std::string& stream);
-  [[nodiscard]] Result<void> trim(const std::string& stream, const std::string& last_id);
   // Adds every outbox stream of every master to streams_. Caller holds pass_mutex_.
   [[nodiscard]] Result<void> sweep();
   // Every outbox stream that exists, on every master.

@@ -3,8 +3,6 @@
 // JSON result must show what the service promises: exactly the stock allocated, no oversell,
 // the other orders refused with 409 insufficient_stock, and no 5xx.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <filesystem>
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "support/allotd_process.h"
+#include "support/child_process.h"
 #include "support/test_env.h"
 
 namespace allot::testing {
@@ -23,21 +22,6 @@ namespace json = boost::json;
 
 constexpr int kStock = 200;
 constexpr int kDemand = 2'000;
-
-// Runs `arguments` (argv[0] first) and returns its exit status, or -1 when it did not exit.
-int runProcess(const std::vector<std::string>& arguments) {
-  std::vector<char*> argv;
-  for (const auto& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  if (pid < 0 || ::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
-  return WEXITSTATUS(status);
-}
 
 json::object readResult(const std::filesystem::path& path) {
   std::ifstream file(path);

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/limits.h"
 #include "redis/client.h"
 #include "redis/cluster_routing.h"
 #include "redis/connection.h"
@@ -164,6 +165,44 @@ TEST_P(RedisClientTest, SetGetRoundTripsOnKeysSpreadOverAllMasters) {
   EXPECT_TRUE(run("", {"PING"}).type == Reply::Type::kStatus);
   const Reply wrong_type = run(prefix, {"HGET", "{" + slotTag(0) + "}" + prefix, "f"});
   EXPECT_TRUE(wrong_type.isError()) << describe(wrong_type);
+}
+
+// More commands than one round trip takes, on keys of every master, with a command that
+// fails in the middle: every command gets its own answer, in order, and an error reply stays
+// that command's answer alone.
+TEST_P(RedisClientTest, PipelineAnswersEveryCommandInOrder) {
+  const std::string prefix = testing::uniqueName("pipeline");
+  const std::size_t count = 2 * limits::kRedisPipelineCommandsMax + 7;
+  std::vector<RoutedCommand> commands;
+  auto key_of = [&](std::size_t i) {
+    return "{" + slotTag(static_cast<std::uint16_t>((i * 7919) % kSlotCount)) + "}" + prefix;
+  };
+  // Three commands per key (7919 is prime, so the keys are in distinct slots).
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::string key = key_of(i / 3);
+    if (i % 3 == 0) {
+      commands.push_back({key, {"SET", key, "v" + std::to_string(i / 3), "EX", "60"}});
+    } else if (i % 3 == 1) {
+      commands.push_back({key, {"INCR", key}});  // the value is not an integer: an error reply
+    } else {
+      commands.push_back({key, {"GET", key}});
+    }
+  }
+  commands.push_back({"", {"PING"}});
+  const auto answers = client_->pipeline(commands);
+  ASSERT_EQ(answers.size(), commands.size());
+  for (std::size_t i = 0; i < count; ++i) {
+    const Reply reply = expectReply(answers[i], commands[i].argv.front());
+    if (i % 3 == 0) {
+      EXPECT_TRUE(isOk(reply)) << i << ": " << describe(reply);
+    } else if (i % 3 == 1) {
+      EXPECT_TRUE(reply.isError()) << i << ": " << describe(reply);
+    } else {
+      EXPECT_EQ(reply.str, "v" + std::to_string(i / 3)) << i << ": " << describe(reply);
+    }
+  }
+  EXPECT_EQ(expectReply(answers.back(), "PING").str, "PONG");
+  EXPECT_TRUE(client_->pipeline({}).empty());
 }
 
 TEST_P(RedisClientTest, KeyIsStoredOnExactlyTheMasterThatOwnsItsSlot) {
@@ -400,18 +439,34 @@ TEST_P(RedisClientTest, CommandTimeoutIsUnavailableAndTheConnectionIsReplaced) {
   EXPECT_NE(replaced, 0);
 }
 
+// A command, or a pipeline, on a connection the server killed: it fails as unavailable (a
+// pipeline: each of that node's commands, since which of them ran is unknown), the connection
+// is replaced, and the next call is answered.
 TEST_P(RedisClientTest, KilledConnectionIsUnavailableOnceThenReplaced) {
-  auto client = connectClient([](ClientOptions& options) { options.pool_size_per_node = 1; });
-  ASSERT_NE(client, nullptr);
-  const std::string key = testing::uniqueName("killed");
-  const std::int64_t victim = clientId(*client, key);
-  const Reply killed = run(key, {"CLIENT", "KILL", "ID", std::to_string(victim)});
-  ASSERT_TRUE(killed.isInteger() && killed.integer == 1) << describe(killed);
+  for (const bool pipelined : {false, true}) {
+    SCOPED_TRACE(pipelined ? "pipeline" : "command");
+    auto client = connectClient([](ClientOptions& options) { options.pool_size_per_node = 1; });
+    ASSERT_NE(client, nullptr);
+    const std::string key = testing::uniqueName("killed");
+    const std::int64_t victim = clientId(*client, key);
+    const Reply killed = run(key, {"CLIENT", "KILL", "ID", std::to_string(victim)});
+    ASSERT_TRUE(killed.isInteger() && killed.integer == 1) << describe(killed);
 
-  auto failed = client->command(key, {"GET", key});
-  ASSERT_FALSE(failed) << "a killed connection answered: " << describe(*failed);
-  EXPECT_EQ(failed.error().code, ErrorCode::kUnavailable);
-  EXPECT_NE(clientId(*client, key), victim);
+    const std::vector<RoutedCommand> commands{
+        {key, {"GET", key}}, {key, {"EXISTS", key}}, {key, {"GET", key}}};
+    const auto failed = pipelined ? client->pipeline(commands)
+                                  : std::vector<Result<Reply>>{client->command(key, {"GET", key})};
+    for (const auto& answer : failed) {
+      ASSERT_FALSE(answer) << "a killed connection answered: " << describe(*answer);
+      EXPECT_EQ(answer.error().code, ErrorCode::kUnavailable);
+    }
+    if (pipelined) {
+      const auto answered = client->pipeline(commands);
+      EXPECT_TRUE(expectReply(answered[0], "GET").isNil());
+      EXPECT_EQ(expectReply(answered[1], "EXISTS").integer, 0);
+    }
+    EXPECT_NE(clientId(*client, key), victim);
+  }
 }
 
 TEST_P(RedisClientTest, PoolCheckoutWaitsAtMostTheCommandTimeout) {
@@ -701,10 +756,22 @@ TEST_F(RedisClusterTest, MovedAndAskAreFollowedDuringASlotMigration) {
     EXPECT_EQ(expectReply(client.evalScript(script, {asked_key}, {}), "eval during").str, "asked");
     // A key the old owner still holds is served by the old owner.
     EXPECT_EQ(expectReply(client.command(key, {"GET", key}), "GET during").str, "before");
+    // The same in a pipeline: the ASK is followed for its command alone.
+    const auto answers =
+        client.pipeline({{key, {"GET", key}}, {asked_key, {"GET", asked_key}}, {"", {"PING"}}});
+    ASSERT_EQ(answers.size(), 3u);
+    EXPECT_EQ(expectReply(answers[0], "pipelined GET during").str, "before");
+    EXPECT_EQ(expectReply(answers[1], "pipelined GET of the asked key").str, "asked");
+    EXPECT_EQ(expectReply(answers[2], "pipelined PING").str, "PONG");
   });
   EXPECT_EQ(onNode(to.address, {"EXISTS", key}).integer, 1) << "the key did not move";
 
-  // The client's map still names the old owner: MOVED must take it to the new one.
+  // The client's map still names the old owner: MOVED must take it to the new one, in a
+  // pipeline as for one command.
+  const auto answers = client.pipeline({{key, {"GET", key}}, {asked_key, {"GET", asked_key}}});
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(expectReply(answers[0], "pipelined GET after").str, "before");
+  EXPECT_EQ(expectReply(answers[1], "pipelined GET of the asked key after").str, "asked");
   EXPECT_EQ(expectReply(client.command(key, {"GET", key}), "GET after").str, "before");
   EXPECT_EQ(expectReply(client.evalScript(script, {asked_key}, {}), "eval after").str, "asked");
   // Inside a session a MOVED is the session's answer, but it still corrects the map, so

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <tuple>
 
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
@@ -79,6 +80,29 @@ class DbReader {
     for (const auto& row : rows ? *rows : mysql::Rows{}) {
       out[std::string(row.text(0))] =
           DbLine{*row.integer(1), *row.integer(2), *row.integer(3), std::string(row.text(4))};
+    }
+    return out;
+  }
+
+  // The orders row and every line of an order, with line_no: what an order's rows say.
+  std::string orderRows(const OrderRef& order) {
+    auto lease = pool_.acquire();
+    auto head = (*lease)->query(
+        "SELECT status, COALESCE(lines_digest, '-') FROM orders WHERE dept_no = ? AND "
+        "order_no = ?",
+        {order.dept_no, order.order_no});
+    auto lines = (*lease)->query(
+        "SELECT goods_no, line_no, qty, allocated, shortage, state FROM order_lines WHERE "
+        "dept_no = ? AND order_no = ? ORDER BY goods_no",
+        {order.dept_no, order.order_no});
+    EXPECT_TRUE(head.has_value() && lines.has_value());
+    std::string out = head && !head->empty() ? std::string((*head)[0].text(0)) + " [" +
+                                                   std::string((*head)[0].text(1)) + "]"
+                                             : "no order";
+    for (const auto& row : lines ? *lines : mysql::Rows{}) {
+      out += "; " + std::string(row.text(0)) + " #" + std::string(row.text(1)) + " " +
+             std::string(row.text(2)) + "/" + std::string(row.text(3)) + "/" +
+             std::string(row.text(4)) + " " + std::string(row.text(5));
     }
     return out;
   }
@@ -274,6 +298,28 @@ TEST_P(WriteBackTest, NotedStreamIsWrittenBackByTheLoop) {
   EXPECT_EQ(worker.metrics().sweeps.load(), 1u);
 }
 
+// A backlog of several batches in one stream, each batch more than a first read (so each is
+// read in two steps), and a tick of an hour: only passes that follow a full batch at once,
+// without the tick, can apply it all.
+TEST_P(WriteBackTest, ABacklogIsAppliedWithoutWaitingATickBetweenBatches) {
+  constexpr int kHolds = 400;
+  constexpr std::size_t kBatch = 150;
+  static_assert(kBatch > workers::kWriteBackFirstReadEvents);
+  adjust("G1", "R1", kHolds);
+  for (int i = 0; i < kHolds; ++i)
+    ASSERT_TRUE(preallocate("O" + std::to_string(i), {{"G1", 1}}, false));
+  workers::WriteBack worker(
+      *client_, *store_,
+      workers::WriteBackOptions{std::chrono::hours(1), kBatch, std::chrono::hours(1)});
+  worker.start();
+  EXPECT_TRUE(testing::waitFor([&] {
+    return db_->record(record("G1")) == Quantities{kHolds, kHolds, 0};
+  }));
+  worker.stop();
+  EXPECT_GE(worker.metrics().passes.load(), (kHolds + kBatch - 1) / kBatch);
+  expectOrdersEqual({"O0", "O199", "O399"});
+}
+
 INSTANTIATE_TEST_SUITE_P(Redis, WriteBackTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
 
@@ -310,12 +356,163 @@ class WriteBackStoreTest : public ::testing::Test {
                         {"q", std::to_string(delta)}}};
   }
 
+  // A hold of `key` as a script appends it; st not empty: the fused form (a whole order).
+  static OutboxEvent hold(const RecordKey& key, const std::string& id, const std::string& order,
+                          std::int64_t allocated, std::int64_t shortage, const std::string& st) {
+    OutboxEvent event{id,
+                      {{"e", "hold"},
+                       {"r", key.index()},
+                       {"d", key.dept_no},
+                       {"o", order},
+                       {"a", std::to_string(allocated)},
+                       {"s", std::to_string(shortage)}}};
+    if (!st.empty()) event.fields.emplace_back("st", st);
+    return event;
+  }
+  static OutboxEvent orderEvent(const std::string& dept, const std::string& id,
+                                const std::string& order, const std::string& st,
+                                const std::string& answer) {
+    return OutboxEvent{id, {{"e", "order"}, {"d", dept}, {"o", order}, {"st", st}, {"an", answer}}};
+  }
+
   std::unique_ptr<mysql::MysqlLedger> ledger_;
   std::unique_ptr<mysql::WriteBackStore> store_;
   std::unique_ptr<DbReader> db_;
   std::string dept_, stream_;
   RecordKey key_;
 };
+
+// One merchant's single-line orders sent as fused holds, another's as a hold followed by the
+// order event that said st (the form before fused holds): the rows must come out the same,
+// whether the batch is summed or applied event by event (a dead letter in it forces that).
+TEST_F(WriteBackStoreTest, FusedHoldWritesWhatAHoldAndItsOrderEventWrite) {
+  for (const bool one_by_one : {false, true}) {
+    SCOPED_TRACE(one_by_one ? "one by one" : "summed");
+    const RecordKey fused_key{testing::uniqueName("wbf"), "G1", "W1"};
+    const RecordKey split_key{testing::uniqueName("wbp"), "G1", "W1"};
+    const auto adjust = [](const RecordKey& key) {
+      return OutboxEvent{
+          "1-0",
+          {{"e", "adjust"}, {"r", key.index()}, {"d", key.dept_no}, {"f", "R1"}, {"q", "10"}}};
+    };
+    std::vector<OutboxEvent> fused{adjust(fused_key), hold(fused_key, "1-1", "O1", 3, 0, "A"),
+                                   hold(fused_key, "1-2", "O2", 2, 4, "S"),
+                                   hold(fused_key, "1-3", "O3", 1, 0, "")};
+    const std::string split_dept = split_key.dept_no;
+    std::vector<OutboxEvent> split{adjust(split_key),
+                                   hold(split_key, "1-1", "O1", 3, 0, ""),
+                                   orderEvent(split_dept, "1-2", "O1", "A", "G1|W1|1|1|A|3|3|0"),
+                                   hold(split_key, "1-3", "O2", 2, 4, ""),
+                                   orderEvent(split_dept, "1-4", "O2", "S", "G1|W1|1|1|A|6|2|4"),
+                                   hold(split_key, "1-5", "O3", 1, 0, "")};
+    if (one_by_one) {
+      fused.push_back(OutboxEvent{"2-0", {{"e", "explode"}}});
+      split.push_back(OutboxEvent{"2-0", {{"e", "explode"}}});
+    }
+    for (const auto& [key, events] : {std::pair{fused_key, fused}, std::pair{split_key, split}}) {
+      auto outcome = store_->applyBatch("ob:{" + key.dept_no + "}", events);
+      ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+      EXPECT_EQ(outcome->dead_lettered, one_by_one ? 1u : 0u);
+    }
+    EXPECT_EQ(db_->record(fused_key), (Quantities{10, 6, 4}));
+    EXPECT_EQ(db_->record(fused_key), db_->record(split_key));
+    EXPECT_EQ(db_->orderRows({fused_key.dept_no, "O1"}),
+              "allocated [G1|W1|1|1|A|3]; G1 #1 3/3/0 held");
+    EXPECT_EQ(db_->orderRows({fused_key.dept_no, "O2"}),
+              "shortage [G1|W1|1|1|A|6]; G1 #1 6/2/4 held");
+    EXPECT_EQ(db_->orderRows({fused_key.dept_no, "O3"}), "no order; G1 #0 1/1/0 held");
+    for (const char* order : {"O1", "O2", "O3"}) {
+      EXPECT_EQ(db_->orderRows({fused_key.dept_no, order}), db_->orderRows({split_dept, order}))
+          << order;
+    }
+  }
+}
+
+// A fused order's first state is in its record's stream, its rollback or deduct in the
+// order's own stream, and the two streams are applied independently: in two transactions in
+// either order, or in one (summed, or one by one after a dead letter), with either stream
+// first. Every way must leave the same rows, and the status never goes back from an end state.
+TEST_F(WriteBackStoreTest, FusedOrderEndsTheSameWhicheverStreamIsAppliedFirst) {
+  struct Case {
+    const char* name;
+    bool one_transaction;
+    bool record_stream_first;
+    bool dead_letter;  // one transaction only: forces the one-by-one apply
+  };
+  const std::vector<Case> cases{
+      {"record stream, then order stream", false, true, false},
+      {"order stream, then record stream", false, false, false},
+      {"one transaction, record stream first", true, true, false},
+      {"one transaction, order stream first", true, false, false},
+      {"one by one, record stream first", true, true, true},
+      {"one by one, order stream first", true, false, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const RecordKey key{testing::uniqueName("wbm"), "G1", "W1"};
+    const std::string& dept = key.dept_no;
+    // Stream names that sort the way the case wants (a transaction locks them in that order).
+    const std::string record_stream = "ob:{" + dept + (c.record_stream_first ? "|1}" : "|3}");
+    const std::string order_stream = "ob:{" + dept + "|2}";
+    std::vector<OutboxEvent> record_events{
+        OutboxEvent{"1-0",
+                    {{"e", "adjust"}, {"r", key.index()}, {"d", dept}, {"f", "R1"}, {"q", "10"}}},
+        hold(key, "1-1", "O1", 3, 0, "A"), hold(key, "1-2", "O2", 2, 0, "A"),
+        hold(key, "1-3", "O3", 1, 0, "A")};
+    for (auto [id, kind, order, allocated] :
+         {std::tuple{"1-4", "rollback", "O1", 3}, std::tuple{"1-5", "deduct", "O2", 2}}) {
+      OutboxEvent event = hold(key, id, order, allocated, 0, "");
+      event.fields[0].second = kind;
+      record_events.push_back(std::move(event));
+    }
+    std::vector<OutboxEvent> order_events{orderEvent(dept, "1-0", "O1", "R", "G1|W1|1|1|A|3|3|0"),
+                                          orderEvent(dept, "1-1", "O2", "D", "G1|W1|1|1|A|2|2|0")};
+    if (c.dead_letter) order_events.push_back(OutboxEvent{"1-2", {{"e", "explode"}}});
+    std::vector<mysql::WriteBackStore::StreamBatch> batches{{record_stream, record_events},
+                                                            {order_stream, order_events}};
+    if (!c.record_stream_first) std::swap(batches[0], batches[1]);
+    if (c.one_transaction) {
+      ASSERT_TRUE(store_->applyBatches(batches).has_value());
+    } else {
+      for (const auto& batch : batches) {
+        ASSERT_TRUE(store_->applyBatch(batch.stream, batch.events).has_value());
+      }
+    }
+    EXPECT_EQ(db_->record(key), (Quantities{8, 1, 0}));
+    EXPECT_EQ(db_->orderRows({dept, "O1"}), "rolled_back [G1|W1|1|1|A|3]; G1 #1 3/3/0 released");
+    EXPECT_EQ(db_->orderRows({dept, "O2"}), "deducted [G1|W1|1|1|A|2]; G1 #1 2/2/0 deducted");
+    EXPECT_EQ(db_->orderRows({dept, "O3"}), "allocated [G1|W1|1|1|A|1]; G1 #1 1/1/0 held");
+    // Applied again (a crash before the trims): nothing moves, the end states stay.
+    for (const auto& batch : batches) {
+      ASSERT_TRUE(store_->applyBatch(batch.stream, batch.events).has_value());
+    }
+    EXPECT_EQ(db_->orderRows({dept, "O1"}), "rolled_back [G1|W1|1|1|A|3]; G1 #1 3/3/0 released");
+  }
+}
+
+// Order events of one order in one stream, in a batch or in batches of their own: a later
+// allocated or shortage never replaces rolled_back or deducted (BatchSums and the upsert).
+TEST_F(WriteBackStoreTest, OrderStatusNeverMovesBackFromAnEndState) {
+  const std::string answer = "G1|W1|1|1|A|1|1|0";
+  for (const bool one_batch : {true, false}) {
+    for (const char* end : {"R", "D"}) {
+      SCOPED_TRACE(std::string(end) + (one_batch ? " in one batch" : " in batches"));
+      const std::string order = testing::uniqueName("O");
+      const std::vector<OutboxEvent> events{orderEvent(dept_, "1-0", order, "A", answer),
+                                            orderEvent(dept_, "1-1", order, end, answer),
+                                            orderEvent(dept_, "1-2", order, "S", answer),
+                                            orderEvent(dept_, "1-3", order, "A", answer)};
+      const std::string stream = "ob:{" + order + "}";
+      if (one_batch) {
+        ASSERT_TRUE(store_->applyBatch(stream, events).has_value());
+      } else {
+        for (const auto& event : events) ASSERT_TRUE(store_->applyBatch(stream, {event}));
+      }
+      const std::string ended = std::string(end) == "R" ? "rolled_back" : "deducted";
+      EXPECT_EQ(db_->orderStatus({dept_, order}), ended);
+    }
+  }
+}
 
 TEST_F(WriteBackStoreTest, ReappliedAndOverlappingBatchesChangeNothingTwice) {
   const std::vector<OutboxEvent> first{adjustEvent("5-0", "R1", 10),
@@ -384,15 +581,24 @@ TEST_F(WriteBackStoreTest, EventsThatCanNeverApplyAreDeadLettered) {
        OutboxEvent{"2-6", {{"e", "order"}, {"d", dept_}, {"o", "O9"}, {"st", "P"}, {"an", ""}}}},
       {"order with bad lines",
        OutboxEvent{"2-7", {{"e", "order"}, {"d", dept_}, {"o", "O9"}, {"st", "A"}, {"an", "x|y"}}}},
+      {"fused hold rolled back", hold(key_, "2-8", "O9", 1, 0, "R")},
+      {"fused hold still pending", hold(key_, "2-9", "O9", 1, 0, "P")},
+      {"fused hold with a bad st", hold(key_, "2-10", "O9", 1, 0, "AS")},
+      {"st on a rollback",
+       [&] {
+         auto event = record("2-11", "rollback", "O1", 1, 0);
+         event.fields.emplace_back("st", "A");
+         return event;
+       }()},
   };
   std::vector<OutboxEvent> batch{adjustEvent("2-0", "R1", 5)};
   for (const auto& c : cases) batch.push_back(c.event);
-  batch.push_back(record("2-8", "hold", "O1", 1, 0));
+  batch.push_back(record("2-12", "hold", "O1", 1, 0));
   auto outcome = store_->applyBatch(stream_, batch);
   ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
   EXPECT_EQ(outcome->applied, 2u);
   EXPECT_EQ(outcome->dead_lettered, cases.size());
-  EXPECT_EQ(outcome->last_id, "2-8");
+  EXPECT_EQ(outcome->last_id, "2-12");
   EXPECT_EQ(db_->deadLetters(stream_), static_cast<std::int64_t>(cases.size()));
   EXPECT_EQ(db_->record(key_), (Quantities{5, 1, 0}));
   EXPECT_EQ(db_->orderStatus({dept_, "O9"}), std::nullopt);
