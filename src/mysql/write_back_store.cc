@@ -121,6 +121,48 @@ Result<Event> decodeEvent(const OutboxEvent& raw) {
   return event;
 }
 
+// A `holds` entry (order_hold.lua: one entry per call) carries the fused holds of one call on
+// one record (parseFusedHolds): it stands for those fused hold events, in that order, and is
+// applied as they are. Every other entry is one event.
+Result<std::vector<Event>> decodeEvents(const OutboxEvent& raw) {
+  std::string_view kind, batch;
+  for (const auto& [name, value] : raw.fields) {
+    if (name == "e") kind = value;
+    if (name == "b") batch = value;
+  }
+  if (kind != "holds") {
+    ALLOT_TRY(event, decodeEvent(raw));
+    return std::vector<Event>{std::move(event)};
+  }
+  if (batch.empty()) return fail(ErrorCode::kInvalidRequest, "holds event without b");
+  ALLOT_TRY(holds, parseFusedHolds(batch));
+  // The record fields are decoded once, as the first hold's; each hold then differs from it
+  // only in what a fused hold of its own would say.
+  OutboxEvent first{raw.id, {{"e", "hold"}}};
+  for (const auto& [name, value] : raw.fields) {
+    if (name == "r" || name == "d") first.fields.emplace_back(name, value);
+  }
+  first.fields.insert(first.fields.end(), {{"o", std::string(holds.front().order_no)},
+                                           {"a", "0"},
+                                           {"s", "0"},
+                                           {"st", std::string(holds.front().status)}});
+  ALLOT_TRY(base, decodeEvent(first));
+  std::vector<Event> events;
+  events.reserve(holds.size());
+  for (const FusedHold& hold : holds) {
+    if (hold.order_no.empty() || hold.allocated < 0 || hold.shortage < 0 ||
+        (hold.status != "A" && hold.status != "S")) {
+      return fail(ErrorCode::kInvalidRequest, "a holds item is not a fused hold");
+    }
+    Event& event = events.emplace_back(base);
+    event.order_no = std::string(hold.order_no);
+    event.allocated = hold.allocated;
+    event.shortage = hold.shortage;
+    event.status = std::string(hold.status);
+  }
+  return events;
+}
+
 constexpr std::string_view kKeyWhere =
     " WHERE dept_no = ? AND goods_no = ? AND warehouse_no = ? AND stock_status = ? AND "
     "stock_type = ? AND goods_level = ?";
@@ -197,15 +239,30 @@ Result<std::optional<Permanent>> applyOrder(Connection& connection, const Event&
 // A record event's order line, and a fused hold's order row (BatchSums, alone for one event).
 Result<void> applyLine(Connection& connection, const Event& event);
 
-// Applies one event; a Permanent answer means nothing of it was applied.
-Result<std::optional<Permanent>> applyEvent(Connection& connection, const OutboxEvent& raw) {
-  auto event = decodeEvent(raw);
-  if (!event) return Permanent{"malformed event: " + event.error().message};
-  if (event->kind == "order") return applyOrder(connection, *event);
-  if (event->kind == "adjust") return applyAdjust(connection, *event);
-  ALLOT_TRY(refused, changeStock(connection, *event));
+// Applies one decoded event; a Permanent answer means nothing of it was applied.
+Result<std::optional<Permanent>> applyDecoded(Connection& connection, const Event& event) {
+  if (event.kind == "order") return applyOrder(connection, event);
+  if (event.kind == "adjust") return applyAdjust(connection, event);
+  ALLOT_TRY(refused, changeStock(connection, event));
   if (refused) return refused;
-  ALLOT_TRY_VOID(applyLine(connection, *event));
+  ALLOT_TRY_VOID(applyLine(connection, event));
+  return std::optional<Permanent>{};
+}
+
+// Applies one entry (one event, or the fused holds of a `holds` entry, all or none); a
+// Permanent answer means nothing of it was applied.
+Result<std::optional<Permanent>> applyEvent(Connection& connection, const OutboxEvent& raw) {
+  auto events = decodeEvents(raw);
+  if (!events) return Permanent{"malformed event: " + events.error().message};
+  if (events->size() == 1) return applyDecoded(connection, events->front());
+  ALLOT_TRY_VOID(connection.executeText("SAVEPOINT allot_entry"));
+  for (const Event& event : *events) {
+    ALLOT_TRY(refused, applyDecoded(connection, event));
+    if (refused) {
+      ALLOT_TRY_VOID(connection.executeText("ROLLBACK TO SAVEPOINT allot_entry"));
+      return refused;
+    }
+  }
   return std::optional<Permanent>{};
 }
 
@@ -489,9 +546,9 @@ Result<std::optional<std::size_t>> applySummed(Connection& connection,
   std::vector<Event> events;
   events.reserve(raws.size());
   for (const OutboxEvent* raw : raws) {
-    auto event = decodeEvent(*raw);
-    if (!event) return std::optional<std::size_t>();
-    events.push_back(std::move(*event));
+    auto decoded = decodeEvents(*raw);
+    if (!decoded) return std::optional<std::size_t>();
+    for (Event& event : *decoded) events.push_back(std::move(event));
   }
   BatchSums sums;
   for (const Event& event : events) {
@@ -514,6 +571,29 @@ Result<std::optional<std::size_t>> applySummed(Connection& connection,
 }
 
 }  // namespace
+
+Result<std::vector<FusedHold>> parseFusedHolds(std::string_view batch) {
+  std::vector<FusedHold> holds;
+  while (!batch.empty()) {
+    const auto comma = batch.find(',');
+    std::string_view item = batch.substr(0, comma);
+    batch = comma == std::string_view::npos ? std::string_view() : batch.substr(comma + 1);
+    std::array<std::string_view, 4> parts;  // order, allocated, shortage, status
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      const auto colon = item.find(':');
+      if ((colon == std::string_view::npos) != (i + 1 == parts.size())) {
+        return fail(ErrorCode::kInvalidRequest, "a holds item is not order:a:s:st");
+      }
+      parts[i] = item.substr(0, colon);
+      if (colon != std::string_view::npos) item.remove_prefix(colon + 1);
+    }
+    ALLOT_TRY(allocated, parseInteger(parts[1], "a"));
+    ALLOT_TRY(shortage, parseInteger(parts[2], "s"));
+    holds.push_back({parts[0], allocated, shortage, parts[3]});
+  }
+  if (holds.empty()) return fail(ErrorCode::kInvalidRequest, "a holds event with no hold");
+  return holds;
+}
 
 std::optional<StreamId> StreamId::parse(std::string_view text) {
   const auto dash = text.find('-');

@@ -53,6 +53,17 @@ struct OutboxEvent {
   std::vector<std::pair<std::string, std::string>> fields;
 };
 
+// One fused hold of a `holds` outbox entry (order_hold.lua appends one entry per call, its
+// field b = "order:allocated:shortage:status,...": none of ':' and ',' can occur in an order).
+struct FusedHold {
+  std::string_view order_no;
+  std::int64_t allocated = 0;
+  std::int64_t shortage = 0;
+  std::string_view status;  // A or S
+};
+// The holds of a `holds` entry's b field, in order; kInvalidRequest when it is malformed.
+[[nodiscard]] Result<std::vector<FusedHold>> parseFusedHolds(std::string_view batch);
+
 struct StreamPosition {
   std::string last_id;  // empty: nothing applied yet
   std::int64_t events_applied = 0;

@@ -198,6 +198,14 @@ Result<void> addEvent(mysql::Connection& db, const redis::Reply& fields, Pending
   if (kind == "hold") {
     pending.preallocated += allocated;
     pending.shortage += shortage;
+  } else if (kind == "holds") {
+    // The fused holds of one order_hold.lua call.
+    auto holds = mysql::parseFusedHolds(fieldOf(fields, "b"));
+    if (!holds) return std::unexpected(internal("reconcile: " + holds.error().message));
+    for (const auto& hold : *holds) {
+      pending.preallocated += hold.allocated;
+      pending.shortage += hold.shortage;
+    }
   } else if (kind == "undo" || kind == "rollback") {
     pending.preallocated -= allocated;
     pending.shortage -= shortage;

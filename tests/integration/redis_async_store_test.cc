@@ -75,23 +75,25 @@ class AsyncStoreTest : public ::testing::Test {
     return q && *q ? **q : Quantities{};
   }
 
-  // The hold events of the record's stream for one order, as field lists.
-  std::vector<std::vector<std::string>> holdEvents(const RecordKey& key,
-                                                   const std::string& order_no) {
+  // The `holds` entries of the record's stream, as field lists.
+  std::vector<std::vector<std::string>> holdsEntries(const RecordKey& key) {
     const auto stream = redis::keys::outboxFor(redis::keys::usable(key));
     auto reply = client_->command(stream, {"XRANGE", stream, "-", "+"});
     std::vector<std::vector<std::string>> found;
     if (!reply || !reply->isArray()) return found;
     for (const auto& entry : reply->elements) {
       std::vector<std::string> fields;
-      bool mine = false;
       for (const auto& field : entry.elements[1].elements) fields.push_back(field.str);
-      for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-        if (fields[i] == "o" && fields[i + 1] == order_no) mine = true;
-      }
-      if (mine && fields.size() >= 2 && fields[1] == "hold") found.push_back(fields);
+      if (fields.size() >= 2 && fields[1] == "holds") found.push_back(fields);
     }
     return found;
+  }
+
+  // The b fields of those entries, each "order:allocated:shortage:status,...".
+  std::vector<std::string> heldBatches(const RecordKey& key) {
+    std::vector<std::string> batches;
+    for (const auto& fields : holdsEntries(key)) batches.push_back(fields.back());
+    return batches;
   }
 
   std::string hashField(const std::string& key, const std::string& field) {
@@ -124,11 +126,11 @@ TEST_F(AsyncStoreTest, HoldsAndCommitsEachOrderAsTheMultiStepProtocolWould) {
   EXPECT_EQ(hashField(order_key, "an"), "G1|W1|1|1|A|4|4|0");
   EXPECT_EQ(hashField(order_key, "tk"), "(nil)");
   EXPECT_EQ(hashField(redis::keys::holds(key), "O1"), "4:0");
-  // One event each, in the record's stream, carrying the order's state.
-  const auto events = holdEvents(key, "O1");
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0], (std::vector<std::string>{"e", "hold", "r", key.index(), "d", dept_, "o",
-                                                 "O1", "a", "4", "s", "0", "st", "A"}));
+  // One outbox entry for the call, in the record's stream, carrying each order's state.
+  const auto entries = holdsEntries(key);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0], (std::vector<std::string>{"e", "holds", "r", key.index(), "d", dept_, "b",
+                                                  "O1:4:0:A,O2:3:0:A"}));
   EXPECT_EQ(noted_.back(), redis::keys::outboxFor(redis::keys::usable(key)));
   // The multi-step protocol reads it: a claim of the same lines replays, a rollback ends it.
   auto claim = store_->claimOrder(OrderRef{dept_, "O1"}, "G1|W1|1|1|A|4", "G1|W1|1|1|A|4", "t", 0);
@@ -153,7 +155,7 @@ TEST_F(AsyncStoreTest, ARetryReplaysAndOtherLinesConflict) {
   EXPECT_EQ(again[0].answer_blob, "G1|W1|1|1|A|2|2|0");
   EXPECT_EQ(again[1].kind, Kind::kConflict);
   EXPECT_EQ(read(key), (Quantities{10, 2, 0}));
-  EXPECT_EQ(holdEvents(key, "O1").size(), 1u);
+  EXPECT_EQ(heldBatches(key), (std::vector<std::string>{"O1:2:0:A"}));
   // The same order twice in one call: the second is the first's replay.
   const auto twice = called(key, {{"O2", 1, false}, {"O2", 1, false}});
   EXPECT_EQ(twice[0].kind, Kind::kHeld);
@@ -180,6 +182,7 @@ TEST_F(AsyncStoreTest, TombstonesRefuseAndNothingIsHeld) {
   EXPECT_EQ(outcomes[1].kind, Kind::kRolledBack);
   EXPECT_EQ(read(key), (Quantities{10, 0, 0}));
   EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "R2"}), "st"), "(nil)");
+  EXPECT_TRUE(holdsEntries(key).empty()) << "a call that held nothing appends nothing";
 }
 
 TEST_F(AsyncStoreTest, ShortageAndRefusalFollowTheHoldRules) {
@@ -199,7 +202,7 @@ TEST_F(AsyncStoreTest, ShortageAndRefusalFollowTheHoldRules) {
   EXPECT_EQ(read(key), (Quantities{5, 5, 2}));
   EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "N2"}), "st"), "(nil)");
   EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "N3"}), "an"), "G1|W1|1|1|A|3|1|2");
-  EXPECT_TRUE(holdEvents(key, "N2").empty());
+  EXPECT_EQ(heldBatches(key), (std::vector<std::string>{"N1:4:0:A,N3:1:2:S"}));
 }
 
 TEST_F(AsyncStoreTest, WhatOnlyTheMultiStepProtocolCanFinishIsLeftUntouched) {

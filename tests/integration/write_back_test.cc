@@ -398,6 +398,15 @@ TEST_F(WriteBackStoreTest, FusedHoldWritesWhatAHoldAndItsOrderEventWrite) {
     std::vector<OutboxEvent> fused{adjust(fused_key), hold(fused_key, "1-1", "O1", 3, 0, "A"),
                                    hold(fused_key, "1-2", "O2", 2, 4, "S"),
                                    hold(fused_key, "1-3", "O3", 1, 0, "")};
+    // The same orders as one `holds` entry (order_hold.lua appends one per call).
+    const RecordKey batch_key{testing::uniqueName("wbh"), "G1", "W1"};
+    std::vector<OutboxEvent> batched{adjust(batch_key),
+                                     OutboxEvent{"1-1",
+                                                 {{"e", "holds"},
+                                                  {"r", batch_key.index()},
+                                                  {"d", batch_key.dept_no},
+                                                  {"b", "O1:3:0:A,O2:2:4:S"}}},
+                                     hold(batch_key, "1-3", "O3", 1, 0, "")};
     const std::string split_dept = split_key.dept_no;
     std::vector<OutboxEvent> split{adjust(split_key),
                                    hold(split_key, "1-1", "O1", 3, 0, ""),
@@ -408,8 +417,10 @@ TEST_F(WriteBackStoreTest, FusedHoldWritesWhatAHoldAndItsOrderEventWrite) {
     if (one_by_one) {
       fused.push_back(OutboxEvent{"2-0", {{"e", "explode"}}});
       split.push_back(OutboxEvent{"2-0", {{"e", "explode"}}});
+      batched.push_back(OutboxEvent{"2-0", {{"e", "explode"}}});
     }
-    for (const auto& [key, events] : {std::pair{fused_key, fused}, std::pair{split_key, split}}) {
+    for (const auto& [key, events] : {std::pair{fused_key, fused}, std::pair{split_key, split},
+                                      std::pair{batch_key, batched}}) {
       auto outcome = store_->applyBatch("ob:{" + key.dept_no + "}", events);
       ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
       EXPECT_EQ(outcome->dead_lettered, one_by_one ? 1u : 0u);
@@ -421,11 +432,41 @@ TEST_F(WriteBackStoreTest, FusedHoldWritesWhatAHoldAndItsOrderEventWrite) {
     EXPECT_EQ(db_->orderRows({fused_key.dept_no, "O2"}),
               "shortage [G1|W1|1|1|A|6]; G1 #1 6/2/4 held");
     EXPECT_EQ(db_->orderRows({fused_key.dept_no, "O3"}), "no order; G1 #0 1/1/0 held");
+    EXPECT_EQ(db_->record(batch_key), db_->record(fused_key));
     for (const char* order : {"O1", "O2", "O3"}) {
       EXPECT_EQ(db_->orderRows({fused_key.dept_no, order}), db_->orderRows({split_dept, order}))
           << order;
+      EXPECT_EQ(db_->orderRows({batch_key.dept_no, order}), db_->orderRows({split_dept, order}))
+          << order;
     }
   }
+}
+
+// A `holds` entry that is malformed anywhere is dead-lettered whole: none of its holds
+// applies, and the stream moves on.
+TEST_F(WriteBackStoreTest, AMalformedHoldsEntryIsDeadLetteredWhole) {
+  const RecordKey key{testing::uniqueName("wbx"), "G1", "W1"};
+  const auto holds = [&key](const std::string& id, const std::string& batch) {
+    return OutboxEvent{id, {{"e", "holds"}, {"r", key.index()}, {"d", key.dept_no}, {"b", batch}}};
+  };
+  const std::vector<OutboxEvent> events{
+      OutboxEvent{
+          "1-0",
+          {{"e", "adjust"}, {"r", key.index()}, {"d", key.dept_no}, {"f", "R1"}, {"q", "10"}}},
+      holds("1-1", "O1:1:0:A,O2:x:0:A"),   // a quantity that is no number
+      holds("1-2", "O3:1:0:A,O4:1:0"),     // an item without its status
+      holds("1-3", "O5:1:0:P"),            // a status no fused hold has
+      holds("1-4", ""),                    // no hold at all
+      holds("1-5", "O6:2:0:A,O7:1:1:S")};  // well formed
+  auto outcome = store_->applyBatch("ob:{" + key.dept_no + "}", events);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  EXPECT_EQ(outcome->dead_lettered, 4u);
+  EXPECT_EQ(outcome->applied, 2u);
+  EXPECT_EQ(db_->record(key), (Quantities{10, 3, 1}));
+  for (const char* order : {"O1", "O2", "O3", "O4", "O5"}) {
+    EXPECT_EQ(db_->orderRows({key.dept_no, order}), "no order") << order;
+  }
+  EXPECT_EQ(db_->orderRows({key.dept_no, "O7"}), "shortage [G1|W1|1|1|A|2]; G1 #1 2/1/1 held");
 }
 
 // A fused order's first state is in its record's stream, its rollback or deduct in the

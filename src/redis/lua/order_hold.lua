@@ -27,8 +27,9 @@
 --     why: "pending" another caller holds a claim, "held" a hold without its order,
 --     "unloaded" the record is not in Redis).
 --
--- The outbox event is one `hold` event in the record's stream that also carries the order's
--- state (st): the write-back applies it as the hold and as the order's commit.
+-- The outbox gets one `holds` entry per call in the record's stream, b = the orders held now
+-- as "order:allocated:shortage:status" joined by ',' (none of ':' and ',' can occur in an
+-- order_no): the write-back applies each as a hold and as its order's commit (a fused hold).
 -- Invariant: usable >= 0 and subtracted >= 0 before and after each order, so
 -- 0 <= preallocated <= on_hand; an order is either wholly committed or not touched at all.
 local function int(n) return string.format('%d', n) end
@@ -38,6 +39,7 @@ local record_index, dept_no, line_prefix = ARGV[1], ARGV[2], ARGV[3]
 -- between the orders of one script, so the sums are what order-by-order writes would leave.
 local usable = nil  -- read at the first order that needs it
 local taken, short = 0, 0
+local held = {}  -- "order:allocated:shortage:status" of each order held now, for the outbox
 
 local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_text, allow_shortage)
   local line = line_prefix .. '|' .. qty_text
@@ -86,8 +88,7 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   local status = shortage > 0 and 'S' or 'A'
   redis.call('HSET', order_key, 'st', status, 'ln', line,
              'an', line .. '|' .. allocated_text .. '|' .. shortage_text)
-  redis.call('XADD', KEYS[5], '*', 'e', 'hold', 'r', record_index, 'd', dept_no, 'o', order_no,
-             'a', allocated_text, 's', shortage_text, 'st', status)
+  held[#held + 1] = order_no .. ':' .. allocated_text .. ':' .. shortage_text .. ':' .. status
   return 1, allocated, shortage, usable, status
 end
 
@@ -106,4 +107,8 @@ if taken > 0 then
   redis.call('INCRBY', KEYS[2], int(taken))
 end
 if short > 0 then redis.call('INCRBY', KEYS[3], int(short)) end
+if #held > 0 then
+  redis.call('XADD', KEYS[5], '*', 'e', 'holds', 'r', record_index, 'd', dept_no,
+             'b', table.concat(held, ','))
+end
 return answers
