@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <vector>
 
 #include "core/assert.h"
@@ -28,32 +29,35 @@ Result<redis::Reply> checked(Result<redis::Reply> reply, std::string_view what) 
   return reply;
 }
 
-// XRANGE's reply: [[id, [field, value, ...]], ...].
-Result<std::vector<mysql::OutboxEvent>> decodeEntries(const redis::Reply& reply) {
+// XRANGE's reply: [[id, [field, value, ...]], ...]. The strings are moved out of the reply,
+// which is consumed: a batch has thousands of entries.
+Result<std::vector<mysql::OutboxEvent>> decodeEntries(redis::Reply& reply) {
   if (!reply.isArray()) return fail(ErrorCode::kInternal, "XRANGE answered a non-array");
   std::vector<mysql::OutboxEvent> events;
   events.reserve(reply.elements.size());
-  for (const redis::Reply& entry : reply.elements) {
+  for (redis::Reply& entry : reply.elements) {
     if (!entry.isArray() || entry.elements.size() != 2 || !entry.elements[1].isArray()) {
       return fail(ErrorCode::kInternal, "XRANGE entry of an unexpected shape");
     }
     mysql::OutboxEvent event;
-    event.id = entry.elements[0].str;
-    const auto& fields = entry.elements[1].elements;
+    event.id = std::move(entry.elements[0].str);
+    auto& fields = entry.elements[1].elements;
+    event.fields.reserve(fields.size() / 2);
     for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-      event.fields.emplace_back(fields[i].str, fields[i + 1].str);
+      event.fields.emplace_back(std::move(fields[i].str), std::move(fields[i + 1].str));
     }
     events.push_back(std::move(event));
   }
   return events;
 }
 
-// The events of one stream's XRANGE reply (taken by reference: a batch is large).
-Result<std::vector<mysql::OutboxEvent>> eventsOf(const Result<redis::Reply>& reply,
+// The events of one stream's XRANGE reply, which is consumed.
+Result<std::vector<mysql::OutboxEvent>> eventsOf(Result<redis::Reply>& reply,
                                                  const std::string& stream) {
   if (!reply) return std::unexpected(reply.error());
-  if (reply->isError())
+  if (reply->isError()) {
     return fail(ErrorCode::kUnavailable, "XRANGE " + stream + ": " + reply->str);
+  }
   return decodeEntries(*reply);
 }
 
@@ -219,12 +223,16 @@ WriteBack::PassResult WriteBack::pass() {
 }
 
 void WriteBack::passRound(std::span<const std::string> streams, PassResult& result) {
-  std::vector<mysql::WriteBackStore::StreamBatch> batches;
+  std::vector<mysql::WriteBackStore::StreamBatch> batches, ready;
   for (std::string& stream : withPositions(streams, result)) {
-    batches.push_back({std::move(stream), {}});
+    if (auto ahead = takeReadAhead(stream, result)) {
+      ready.push_back(std::move(*ahead));
+    } else {
+      batches.push_back({std::move(stream), {}});
+    }
   }
-  // A first look at every stream; most hold a few events (each order's events go to its own
-  // slot's stream), a hot record's stream holds many.
+  // A first look at every other stream; most hold a few events (each order's events go to its
+  // own slot's stream), a hot record's stream holds many.
   const std::size_t first_read = std::min(options_.batch_events_max, kWriteBackFirstReadEvents);
   readBatches(batches, first_read, result);
   std::vector<mysql::WriteBackStore::StreamBatch> small, large;
@@ -237,16 +245,82 @@ void WriteBack::passRound(std::span<const std::string> streams, PassResult& resu
     }
   }
   applyAndTrim(small, result);
-  // The rest of each large stream's batch, a few streams at a time.
+  applyInSteps(large, options_.batch_events_max - first_read, result);
+  applyInSteps(ready, 0, result);
+}
+
+void WriteBack::applyInSteps(std::vector<mysql::WriteBackStore::StreamBatch>& batches,
+                             std::size_t rest, PassResult& result) {
   const std::size_t per_step =
       std::max<std::size_t>(1, kWriteBackRoundEventsMax / options_.batch_events_max);
-  for (std::size_t first = 0; first < large.size(); first += per_step) {
+  for (std::size_t first = 0; first < batches.size(); first += per_step) {
     std::vector<mysql::WriteBackStore::StreamBatch> step(
-        std::make_move_iterator(large.begin() + static_cast<std::ptrdiff_t>(first)),
-        std::make_move_iterator(
-            large.begin() + static_cast<std::ptrdiff_t>(std::min(large.size(), first + per_step))));
-    readBatches(step, options_.batch_events_max - first_read, result);
+        std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(first)),
+        std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(
+                                                      std::min(batches.size(), first + per_step))));
+    if (rest > 0) readBatches(step, rest, result);
+    // A stream whose batch is full is read again by the next pass: that read goes now, on
+    // another thread, while the database applies this batch.
+    ReadAhead ahead = startReadAhead(step);
     applyAndTrim(step, result);
+    keepReadAhead(ahead);
+  }
+}
+
+WriteBack::ReadAhead WriteBack::startReadAhead(
+    const std::vector<mysql::WriteBackStore::StreamBatch>& step) {
+  ReadAhead ahead;
+  for (const auto& batch : step) {
+    if (batch.events.size() < options_.batch_events_max) continue;  // read to its end
+    const std::size_t events_max =
+        read_ahead_events_ + (ahead.after.size() + 1) * options_.batch_events_max;
+    if (events_max > kWriteBackRoundEventsMax) break;
+    ahead.after.push_back(batch.events.back().id);
+    ahead.reads.push_back({batch.stream,
+                           {"XRANGE", batch.stream, "(" + ahead.after.back(), "+", "COUNT",
+                            std::to_string(options_.batch_events_max)}});
+  }
+  if (!ahead.reads.empty()) {
+    ahead.replies = std::async(std::launch::async,
+                               [this, reads = ahead.reads] { return client_.pipeline(reads); });
+  }
+  return ahead;
+}
+
+void WriteBack::keepReadAhead(ReadAhead& ahead) {
+  if (ahead.reads.empty()) return;
+  auto replies = ahead.replies.get();
+  for (std::size_t i = 0; i < ahead.reads.size(); ++i) {
+    const std::string& stream = ahead.reads[i].routing_key;
+    // Kept only when the batch before it is committed: the next pass starts where it starts.
+    const auto position = positions_.find(stream);
+    if (position == positions_.end() || position->second != ahead.after[i]) continue;
+    auto events = eventsOf(replies[i], stream);
+    if (!events || events->empty()) continue;  // the next pass reads it the usual way
+    read_ahead_events_ += events->size();
+    read_ahead_[stream] = ReadAheadBatch{ahead.after[i], std::move(*events)};
+  }
+}
+
+std::optional<mysql::WriteBackStore::StreamBatch> WriteBack::takeReadAhead(
+    const std::string& stream, PassResult& result) {
+  const auto found = read_ahead_.find(stream);
+  if (found == read_ahead_.end()) return std::nullopt;
+  ReadAheadBatch ahead = std::move(found->second);
+  read_ahead_.erase(found);
+  read_ahead_events_ -= ahead.events.size();
+  // Another write-back process may have moved the stream on meanwhile: then read it again.
+  if (ahead.after != positions_.at(stream)) return std::nullopt;
+  noteFirstRead(ahead.events, result);
+  return mysql::WriteBackStore::StreamBatch{stream, std::move(ahead.events)};
+}
+
+void WriteBack::noteFirstRead(const std::vector<mysql::OutboxEvent>& events, PassResult& result) {
+  result.events_read += events.size();
+  if (events.empty()) return;
+  if (const auto first = mysql::StreamId::parse(events.front().id)) {
+    const auto ms = static_cast<std::int64_t>(first->ms);
+    if (result.oldest_ms == 0 || ms < result.oldest_ms) result.oldest_ms = ms;
   }
 }
 
@@ -317,7 +391,7 @@ void WriteBack::readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& bat
     reads.push_back(
         {batch.stream, {"XRANGE", batch.stream, "(" + after, "+", "COUNT", std::to_string(count)}});
   }
-  const auto replies = client_.pipeline(reads);
+  auto replies = client_.pipeline(reads);
   std::vector<mysql::WriteBackStore::StreamBatch> read;
   for (std::size_t i = 0; i < batches.size(); ++i) {
     auto& batch = batches[i];
@@ -326,13 +400,11 @@ void WriteBack::readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& bat
       streamFailed(batch.stream, events.error().message, result);
       continue;  // dropped from the round: retried by the next pass
     }
-    if (batch.events.empty() && !events->empty()) {
-      if (const auto first = mysql::StreamId::parse(events->front().id)) {
-        const auto ms = static_cast<std::int64_t>(first->ms);
-        if (result.oldest_ms == 0 || ms < result.oldest_ms) result.oldest_ms = ms;
-      }
+    if (batch.events.empty()) {
+      noteFirstRead(*events, result);
+    } else {
+      result.events_read += events->size();
     }
-    result.events_read += events->size();
     batch.events.insert(batch.events.end(), std::make_move_iterator(events->begin()),
                         std::make_move_iterator(events->end()));
     read.push_back(std::move(batch));

@@ -24,8 +24,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -139,6 +141,26 @@ class WriteBack {
   // most `count` events each, appended to each batch. Caller holds pass_mutex_.
   void readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& batches, std::size_t count,
                    PassResult& result);
+  // The batches of streams with many events, a few at a time (bounded memory): the rest of
+  // each batch (`rest` events more, none when 0), read-ahead, apply and trim.
+  void applyInSteps(std::vector<mysql::WriteBackStore::StreamBatch>& batches, std::size_t rest,
+                    PassResult& result);
+  // The next batch of each full stream of `step`, read on another thread during the step's
+  // apply (at most kWriteBackRoundEventsMax events kept ahead in all).
+  struct ReadAhead {
+    std::vector<redis::RoutedCommand> reads;
+    std::vector<std::string> after;  // the id each read starts after (the batch's last)
+    std::future<std::vector<Result<redis::Reply>>> replies;
+  };
+  [[nodiscard]] ReadAhead startReadAhead(
+      const std::vector<mysql::WriteBackStore::StreamBatch>& step);
+  // Waits for the reads; keeps those that start at the stream's committed position.
+  void keepReadAhead(ReadAhead& ahead);
+  // The batch read ahead for a stream, when it still starts at the stream's position.
+  [[nodiscard]] std::optional<mysql::WriteBackStore::StreamBatch> takeReadAhead(
+      const std::string& stream, PassResult& result);
+  // Counts events read from the start of a stream's batch (and the oldest one's age).
+  static void noteFirstRead(const std::vector<mysql::OutboxEvent>& events, PassResult& result);
   // Applies the batches in groups (one transaction each), then trims what was committed.
   // Caller holds pass_mutex_.
   void applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& batches, PassResult& result);
@@ -168,6 +190,12 @@ class WriteBack {
   std::mutex pass_mutex_;                         // one pass at a time (the loop, drainOnce)
   std::set<std::string> streams_;                 // guarded by pass_mutex_
   std::map<std::string, std::string> positions_;  // last applied id; guarded by pass_mutex_
+  struct ReadAheadBatch {
+    std::string after;  // the stream's position it follows
+    std::vector<mysql::OutboxEvent> events;
+  };
+  std::map<std::string, ReadAheadBatch> read_ahead_;  // guarded by pass_mutex_
+  std::size_t read_ahead_events_ = 0;                 // in read_ahead_; guarded by pass_mutex_
 
   std::mutex stop_mutex_;
   std::condition_variable stop_signal_;

@@ -320,6 +320,32 @@ TEST_P(WriteBackTest, ABacklogIsAppliedWithoutWaitingATickBetweenBatches) {
   expectOrdersEqual({"O0", "O199", "O399"});
 }
 
+// Two write-backs on one backlog at once (several may run): each reads batches ahead while it
+// applies, and each may find the other moved the stream on; the stored positions keep every
+// event applied exactly once.
+TEST_P(WriteBackTest, TwoWriteBacksOnOneBacklogApplyEachEventOnce) {
+  constexpr int kHolds = 600;
+  adjust("G1", "R1", kHolds);
+  adjust("G2", "R2", kHolds);
+  for (int i = 0; i < kHolds; ++i) {
+    ASSERT_TRUE(preallocate("O" + std::to_string(i), {{i % 3 == 0 ? "G2" : "G1", 1}}, false));
+  }
+  const workers::WriteBackOptions options{std::chrono::milliseconds(1), 130, std::chrono::hours(1)};
+  workers::WriteBack first(*client_, *store_, options), second(*client_, *store_, options);
+  first.start();
+  second.start();
+  EXPECT_TRUE(testing::waitFor([&] {
+    return db_->record(record("G1")) == Quantities{kHolds, 2 * kHolds / 3, 0} &&
+           db_->record(record("G2")) == Quantities{kHolds, kHolds / 3, 0};
+  }));
+  first.stop();
+  second.stop();
+  ASSERT_TRUE(newWorker()->drainOnce().has_value());
+  expectRecordsEqual({"G1", "G2"});
+  expectOrdersEqual({"O0", "O1", "O299", "O599"});
+  EXPECT_EQ(db_->deadLettersMentioning(dept_), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Redis, WriteBackTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
 
