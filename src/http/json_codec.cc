@@ -703,18 +703,13 @@ std::string orderText(const OrderAnswer& answer, bool with_replayed) {
   for (std::size_t i = 0; i < answer.lines.size(); ++i) {
     const LineOutcome& line = answer.lines[i];
     out.append(i == 0 ? "{" : ",{");
-    appendJsonField(out, "dept_no", line.key.dept_no);
-    out.push_back(',');
-    appendJsonField(out, "goods_no", line.key.goods_no);
-    out.push_back(',');
-    appendJsonField(out, "warehouse_no", line.key.warehouse_no);
-    out.push_back(',');
-    appendJsonField(out, "stock_status", line.key.stock_status);
-    out.push_back(',');
-    appendJsonField(out, "stock_type", line.key.stock_type);
-    out.push_back(',');
-    appendJsonField(out, "goods_level", line.key.goods_level);
-    out.push_back(',');
+    const RecordKey& k = line.key;
+    const std::array<std::string_view, kRecordFieldNames.size()> values{
+        k.dept_no, k.goods_no, k.warehouse_no, k.stock_status, k.stock_type, k.goods_level};
+    for (std::size_t f = 0; f < values.size(); ++f) {
+      appendJsonField(out, kRecordFieldNames[f], values[f]);
+      out.push_back(',');
+    }
     appendJsonField(out, "qty", line.qty);
     out.push_back(',');
     appendJsonField(out, "allocated", line.allocated);
