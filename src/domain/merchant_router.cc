@@ -33,11 +33,23 @@ MerchantRouter::Shard& MerchantRouter::shardOf(const std::string& dept_no) {
 
 Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>& lock,
                                      const std::string& dept_no, bool force) {
-  (void)lock;  // held by the caller: one reader of the table per merchant at a time
   auto& entry = shard.entries[dept_no];
-  const auto now = steadyMs();
-  if (!force && entry.loaded_ms >= 0 && now - entry.loaded_ms < options_.refresh_ms) return {};
+  const auto fresh = [&] {
+    return entry.loaded_ms >= 0 && steadyMs() - entry.loaded_ms < options_.refresh_ms;
+  };
+  if (!force && fresh()) return {};
+  // One reader of the table per merchant at a time, and the shard's lock is not held while it
+  // reads: the network threads admit and release fast-path calls under that lock, and must
+  // never wait for the database. (Entries are never erased, so `entry` stays valid.)
+  while (entry.refreshing) shard.changed.wait(lock);
+  if (!force && fresh()) return {};  // another caller has just read it
+  entry.refreshing = true;
+  lock.unlock();
   auto stored = table_.findRoute(dept_no);
+  const auto now = steadyMs();
+  lock.lock();
+  entry.refreshing = false;
+  shard.changed.notify_all();
   if (!stored) {
     // Keep serving a route read before: the table being unreachable for a moment is no reason
     // to refuse a merchant whose route is known. A merchant never read must wait for it.
@@ -56,14 +68,19 @@ Result<Route> MerchantRouter::admit(const std::string& dept_no) {
   std::unique_lock lock(shard.mutex);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.call_wait_ms);
-  while (shard.entries[dept_no].local_switch) {
-    if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout &&
-        shard.entries[dept_no].local_switch) {
-      return std::unexpected(
-          unavailable("merchant " + dept_no + " is moving between routes; retry"));
+  while (true) {
+    while (shard.entries[dept_no].local_switch) {
+      if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout &&
+          shard.entries[dept_no].local_switch) {
+        return std::unexpected(
+            unavailable("merchant " + dept_no + " is moving between routes; retry"));
+      }
     }
+    ALLOT_TRY_VOID(refresh(shard, lock, dept_no, false));
+    // The lock was let go while the table was read: a switch may have begun meanwhile, and
+    // once it has seen no call in flight, no call may start.
+    if (!shard.entries[dept_no].local_switch) break;
   }
-  ALLOT_TRY_VOID(refresh(shard, lock, dept_no, false));
   auto& entry = shard.entries[dept_no];
   if (entry.stored.switching) {
     return std::unexpected(unavailable(
@@ -163,6 +180,10 @@ Result<MerchantRouteView> MerchantRouter::switchRoute(const std::string& dept_no
   }
   ALLOT_TRY_VOID(refresh(shard, lock, dept_no, true));
   auto& entry = shard.entries[dept_no];
+  if (entry.local_switch) {  // another switch began while the table was read
+    return std::unexpected(
+        unavailable("a switch of merchant " + dept_no + " is already running; retry"));
+  }
   if (entry.configured && !entry.stored.switching && entry.stored.route == to) {
     return viewOf(dept_no, entry);
   }

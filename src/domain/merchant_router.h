@@ -94,6 +94,7 @@ class MerchantRouter final : public StockApi, public RouteGate {
     bool configured = false;
     std::int64_t loaded_ms = -1;  // when the table was last read; -1: never
     bool local_switch = false;    // this process is switching it: calls wait
+    bool refreshing = false;      // a caller is reading the table for it (without the lock)
     int in_flight = 0;
   };
   struct Shard {
@@ -108,7 +109,8 @@ class MerchantRouter final : public StockApi, public RouteGate {
   [[nodiscard]] Shard& shardOf(const std::string& dept_no);
   // Admits one call: waits out a local switch, refreshes a stale entry, counts the call.
   [[nodiscard]] Result<Route> admit(const std::string& dept_no);
-  // Reads the table into the entry when it is stale (or always with force). Shard locked.
+  // Reads the table into the entry when it is stale (or always with force). Shard locked on
+  // entry and on return, but not while the table is read.
   [[nodiscard]] Result<void> refresh(Shard& shard, std::unique_lock<std::mutex>& lock,
                                      const std::string& dept_no, bool force);
   [[nodiscard]] MerchantRouteView viewOf(const std::string& dept_no, const Entry& entry) const;

@@ -213,6 +213,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out_ = std::move(wire);
     state_ = State::kWriting;
     deadline_ = Clock::now() + timeout;
+    // The timer wakes at the idle timeout at the latest; a shorter deadline (the answer to a
+    // request that could not be read) needs an earlier wake-up.
+    if (timeout < idle_timeout_) armTimer(timeout);
     asio::async_write(
         socket_, asio::buffer(out_),
         [self = shared_from_this(), keep_alive](const beast::error_code& error, std::size_t) {

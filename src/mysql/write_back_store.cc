@@ -471,9 +471,12 @@ class BatchSums {
   // An order's status never moves back from an end state, here and in the orders upsert: a
   // fused order's first state (A or S) is in its record's stream and its rollback or deduct in
   // its own, and the two streams may be applied in either order.
+  // A bare tombstone (a rollback of an order never seen: no lines) does not hold the status:
+  // an order placed under the same number once Redis forgot the tombstone replaces it.
   static void setStatus(OrderSum& order, const Event& event, OrderStatus status) {
-    const bool ended = order.event != nullptr && (order.status == OrderStatus::kRolledBack ||
-                                                  order.status == OrderStatus::kDeducted);
+    const bool ended =
+        order.event != nullptr && order.digest.has_value() &&
+        (order.status == OrderStatus::kRolledBack || order.status == OrderStatus::kDeducted);
     order.event = &event;
     if (!ended) order.status = status;
   }
@@ -505,8 +508,8 @@ class BatchSums {
     ALLOT_TRY_VOID(executeRows(
         connection, "INSERT INTO orders (dept_no, order_no, status, lines_digest) VALUES ",
         "(?, ?, ?, ?)",
-        " ON DUPLICATE KEY UPDATE status = IF(status IN ('rolled_back', 'deducted'), status, "
-        "VALUES(status)), "
+        " ON DUPLICATE KEY UPDATE status = IF(status IN ('rolled_back', 'deducted') AND "
+        "lines_digest IS NOT NULL, status, VALUES(status)), "
         "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
         4, order_params));
     return executeRows(

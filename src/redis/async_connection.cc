@@ -137,7 +137,10 @@ void AsyncConnection::Impl::startConnect() {
   connect_started = std::chrono::steady_clock::now();
   reader.reset(redisReaderCreate());
   if (!reader) {
-    fail("cannot allocate a reply reader");
+    // Later, not now: the callbacks must never run inside command().
+    asio::post(io, [self = shared_from_this(), my_generation] {
+      if (self->generation == my_generation) self->fail("cannot allocate a reply reader");
+    });
     return;
   }
   if (!settings.password.empty()) {

@@ -581,6 +581,26 @@ TEST_F(WriteBackStoreTest, OrderStatusNeverMovesBackFromAnEndState) {
   }
 }
 
+// A bare tombstone (a rollback of an order never seen: no lines) holds the order number only
+// while Redis remembers it; an order placed under that number after Redis forgot it (its
+// retention passed) is the order the database must show.
+TEST_F(WriteBackStoreTest, AnOrderPlacedAfterABareTombstoneReplacesIt) {
+  for (const bool one_batch : {true, false}) {
+    SCOPED_TRACE(one_batch ? "in one batch" : "in batches");
+    const std::string order = testing::uniqueName("O");
+    const std::vector<OutboxEvent> events{
+        orderEvent(dept_, "1-0", order, "R", ""),
+        orderEvent(dept_, "1-1", order, "A", "G1|W1|1|1|A|1|1|0")};
+    const std::string stream = "ob:{" + order + "}";
+    if (one_batch) {
+      ASSERT_TRUE(store_->applyBatch(stream, events).has_value());
+    } else {
+      for (const auto& event : events) ASSERT_TRUE(store_->applyBatch(stream, {event}));
+    }
+    EXPECT_EQ(db_->orderStatus({dept_, order}), "allocated");
+  }
+}
+
 TEST_F(WriteBackStoreTest, ReappliedAndOverlappingBatchesChangeNothingTwice) {
   const std::vector<OutboxEvent> first{adjustEvent("5-0", "R1", 10),
                                        record("5-1", "hold", "O1", 4, 0),

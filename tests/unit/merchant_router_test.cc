@@ -54,6 +54,11 @@ class NamedPath final : public StockApi {
 class MemoryRouteTable final : public RouteTable {
  public:
   Result<std::optional<StoredRoute>> findRoute(const std::string& dept_no) override {
+    if (hold_reads_) {
+      reading_.set_value();
+      release_reads_.get_future().wait();
+      hold_reads_ = false;
+    }
     std::lock_guard lock(mutex_);
     reads_++;
     auto found = routes_.find(dept_no);
@@ -69,8 +74,14 @@ class MemoryRouteTable final : public RouteTable {
     std::lock_guard lock(mutex_);
     return reads_;
   }
+  // The next read waits until releaseRead(); readStarted() waits until it has begun.
+  void holdNextRead() { hold_reads_ = true; }
+  void readStarted() { reading_.get_future().wait(); }
+  void releaseRead() { release_reads_.set_value(); }
 
  private:
+  std::atomic<bool> hold_reads_{false};
+  std::promise<void> reading_, release_reads_;
   std::mutex mutex_;
   std::map<std::string, StoredRoute> routes_;
   int reads_ = 0;
@@ -111,6 +122,52 @@ TEST_F(MerchantRouterTest, AMerchantNeverConfiguredTakesTheDefaultRoute) {
   EXPECT_EQ(view->route, Route::kMysql);
   EXPECT_FALSE(view->configured);
   EXPECT_EQ(router.routeOf("D1"), Route::kMysql);
+}
+
+// The fast path's admission: only a merchant whose route is known, fresh and Redis, never
+// waiting; an admitted call counts as in flight, so a switch waits for it.
+TEST_F(MerchantRouterTest, TheNonBlockingAdmissionTakesOnlyAFreshRedisRoute) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kRedis, 1000, 100, 200});
+  EXPECT_FALSE(router.tryAdmitRedis("D1")) << "never read: the ordinary path reads it";
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  ASSERT_TRUE(router.tryAdmitRedis("D1"));
+  // A switch now waits for the admitted call, and fails when it never leaves.
+  auto blocked = router.switchRoute("D1", Route::kMysql);
+  EXPECT_FALSE(blocked.has_value());
+  router.leave("D1");
+  ASSERT_TRUE(router.switchRoute("D1", Route::kMysql).has_value());
+  EXPECT_FALSE(router.tryAdmitRedis("D1")) << "a merchant on the MySQL path";
+  ASSERT_TRUE(table_.saveRoute("D2", StoredRoute{Route::kRedis, true}).has_value());
+  (void)router.view("D2");
+  EXPECT_FALSE(router.tryAdmitRedis("D2")) << "a merchant between routes";
+}
+
+TEST_F(MerchantRouterTest, AStaleRouteIsNotAdmittedWithoutWaiting) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kRedis, 50, 100, 100});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // older than refresh_ms
+  EXPECT_FALSE(router.tryAdmitRedis("D1"));
+}
+
+// The table is read without the shard's lock: while one caller waits for the database, the
+// non-blocking admission and leave of the same merchant go on.
+TEST_F(MerchantRouterTest, ReadingTheTableDoesNotHoldUpTheNonBlockingAdmission) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kRedis, 50, 100, 100});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  table_.holdNextRead();
+  auto slow = std::async(std::launch::async, [&] { return served(router, "D1"); });
+  table_.readStarted();
+  // Answered while the read still waits (stale, so refused): with the lock held across the
+  // read it would wait for releaseRead(), which only this thread calls.
+  auto admitted = std::async(std::launch::async, [&] { return router.tryAdmitRedis("D1"); });
+  const bool answered = admitted.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  table_.releaseRead();
+  EXPECT_TRUE(answered) << "the admission waited for the table read";
+  EXPECT_FALSE(admitted.get());
+  EXPECT_EQ(slow.get(), kRedisAnswer);
+  EXPECT_TRUE(router.tryAdmitRedis("D1"));
+  router.leave("D1");
 }
 
 TEST_F(MerchantRouterTest, ASwitchMovesOnlyThatMerchantAndASecondOneIsANoOp) {
