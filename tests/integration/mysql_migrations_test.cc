@@ -189,6 +189,27 @@ TEST(MysqlMigrator, AppliesOnceThenIsANoOp) {
                                              "schema_migrations", "stock", "stock_adjustments"}));
 }
 
+// Every reader of order_lines asks by dept_no and order_no, so the table keeps only its
+// primary key (0006 dropped the index by record that each write paid for).
+TEST(MysqlMigrator, OrderLinesKeepOnlyTheirPrimaryKey) {
+  ScratchDatabase database;
+  ASSERT_TRUE(database.ready());
+  auto migrations = embeddedMigrations();
+  ASSERT_TRUE(migrations);
+  auto connection = database.connect();
+  ASSERT_TRUE(connection);
+  ASSERT_TRUE(migrate(*connection, *migrations));
+
+  auto indexes = connection->query(
+      "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = ? "
+      "AND table_name = 'order_lines' ORDER BY index_name",
+      {database.options().database});
+  ASSERT_TRUE(indexes) << indexes.error().message;
+  std::vector<std::string> names;
+  for (const auto& row : *indexes) names.emplace_back(row.text(0));
+  EXPECT_EQ(names, std::vector<std::string>{"PRIMARY"});
+}
+
 TEST(MysqlMigrator, ConcurrentRunsApplyEachVersionOnce) {
   ScratchDatabase database;
   ASSERT_TRUE(database.ready());
