@@ -23,12 +23,21 @@ std::string RecordKey::hashTag() const {
   return tag;
 }
 
+std::size_t RecordKey::indexSize() const {
+  return dept_no.size() + goods_no.size() + warehouse_no.size() + stock_status.size() +
+         stock_type.size() + goods_level.size() + 7;
+}
+
+void RecordKey::appendIndex(std::string& out) const {
+  out.append("{").append(dept_no).append("|").append(goods_no).append("|");
+  out.append(warehouse_no).append("}|").append(stock_status).append("|");
+  out.append(stock_type).append("|").append(goods_level);
+}
+
 std::string RecordKey::index() const {
   std::string out;
-  out.reserve(dept_no.size() + goods_no.size() + warehouse_no.size() + stock_status.size() +
-              stock_type.size() + goods_level.size() + 7);
-  out.append("{").append(hashTag()).append("}|");
-  out.append(stock_status).append("|").append(stock_type).append("|").append(goods_level);
+  out.reserve(indexSize());
+  appendIndex(out);
   return out;
 }
 

@@ -29,6 +29,9 @@ struct RecordKey {
   [[nodiscard]] std::string hashTag() const;
   // "{dept|goods|warehouse}|status|type|level": the seed's record index.
   [[nodiscard]] std::string index() const;
+  // index() appended to out, and its length: for keys built in one allocation.
+  void appendIndex(std::string& out) const;
+  [[nodiscard]] std::size_t indexSize() const;
   // Parses index() back; false on a malformed string.
   [[nodiscard]] static bool parseIndex(std::string_view index, RecordKey& out);
 

@@ -4,6 +4,10 @@
 
 namespace allot {
 
+namespace {
+constexpr std::size_t kQueueReserve = 16;
+}  // namespace
+
 SingleLinePreallocator::SingleLinePreallocator(std::unique_ptr<AsyncHotStore> store,
                                                RouteGate& gate, ServiceCounters& counters,
                                                std::size_t batch_max,
@@ -23,6 +27,8 @@ bool SingleLinePreallocator::preallocate(PreallocateRequest request, Done done) 
   if (!gate_.tryAdmitRedis(request.dept_no)) return false;
   const std::string index = request.lines.front().key.index();
   Lane& lane = lanes_[index];
+  // Room for a typical batch at once, rather than growing one order at a time.
+  if (lane.queue.capacity() == 0) lane.queue.reserve(kQueueReserve);
   lane.queue.push_back({std::move(request), std::move(done)});
   if (lane.in_flight < calls_in_flight_max_ && !lane.flush_deferred) {
     // Not now: the other orders of this turn of the event loop go in the same call.
@@ -43,9 +49,14 @@ void SingleLinePreallocator::flush(const std::string& index) {
 void SingleLinePreallocator::send(const std::string& index, Lane& lane) {
   ALLOT_ASSERT(!lane.queue.empty());
   const std::size_t count = std::min(batch_max_, lane.queue.size());
-  std::vector<Waiting> batch(std::make_move_iterator(lane.queue.begin()),
-                             std::make_move_iterator(lane.queue.begin() + count));
-  lane.queue.erase(lane.queue.begin(), lane.queue.begin() + count);
+  std::vector<Waiting> batch;
+  if (count == lane.queue.size()) {
+    batch.swap(lane.queue);  // the commonest case: the whole queue goes, nothing is moved
+  } else {
+    batch.assign(std::make_move_iterator(lane.queue.begin()),
+                 std::make_move_iterator(lane.queue.begin() + count));
+    lane.queue.erase(lane.queue.begin(), lane.queue.begin() + count);
+  }
   std::vector<LineOrder> orders;
   orders.reserve(batch.size());
   for (const auto& waiting : batch) {

@@ -1,14 +1,21 @@
 #include "redis/keys.h"
 
+#include <optional>
+
 #include "redis/client.h"
 
 namespace allot::redis::keys {
 
 namespace {
 
-std::string withPrefix(std::string_view prefix, const RecordKey& key) {
-  std::string out(prefix);
-  out.append(key.index());
+// prefix + the record index (+ ":" + suffix): built in one allocation, as a key is per call.
+std::string withPrefix(std::string_view prefix, const RecordKey& key,
+                       std::optional<std::string_view> suffix = std::nullopt) {
+  std::string out;
+  out.reserve(prefix.size() + key.indexSize() + (suffix ? suffix->size() + 1 : 0));
+  out.append(prefix);
+  key.appendIndex(out);
+  if (suffix) out.append(":").append(*suffix);
   return out;
 }
 
@@ -20,24 +27,41 @@ std::string ullage(const RecordKey& key) { return withPrefix("l:", key); }
 std::string deductionRecord(const RecordKey& key) { return withPrefix("dr:", key); }
 std::string holds(const RecordKey& key) { return withPrefix("h:", key); }
 
+constexpr std::string_view kOperatePrefix = "o:";
+constexpr std::string_view kTombstonePrefix = "rb:";
+
 std::string operate(const RecordKey& key, std::string_view order_no) {
-  return withPrefix("o:", key).append(":").append(order_no);
+  return withPrefix(kOperatePrefix, key, order_no);
+}
+
+void appendOperate(std::string& out, std::string_view index, std::string_view order_no) {
+  out.append(kOperatePrefix).append(index).append(":").append(order_no);
 }
 
 std::string rollbackTombstone(const RecordKey& key, std::string_view order_no) {
-  return withPrefix("rb:", key).append(":").append(order_no);
+  return withPrefix(kTombstonePrefix, key, order_no);
+}
+
+void appendRollbackTombstone(std::string& out, std::string_view index,
+                             std::string_view order_no) {
+  out.append(kTombstonePrefix).append(index).append(":").append(order_no);
 }
 
 std::string fence(const RecordKey& key) { return withPrefix("f:", key); }
 
 std::string adjustRef(const RecordKey& key, std::string_view ref) {
-  return withPrefix("aj:", key).append(":").append(ref);
+  return withPrefix("aj:", key, ref);
 }
 
 std::string order(const OrderRef& order) {
-  std::string out("ord:{");
-  out.append(order.dept_no).append("|").append(order.order_no).append("}");
+  std::string out;
+  out.reserve(order.dept_no.size() + order.order_no.size() + 7);
+  appendOrder(out, order.dept_no, order.order_no);
   return out;
+}
+
+void appendOrder(std::string& out, std::string_view dept_no, std::string_view order_no) {
+  out.append("ord:{").append(dept_no).append("|").append(order_no).append("}");
 }
 
 std::string outboxFor(std::string_view key_in_slot) {

@@ -32,6 +32,11 @@ namespace allot::redis::keys {
 [[nodiscard]] std::string fence(const RecordKey& key);
 [[nodiscard]] std::string adjustRef(const RecordKey& key, std::string_view ref);
 [[nodiscard]] std::string order(const OrderRef& order);
+// The same three keys appended to `out`, from the record's index() computed once: for a batch
+// whose arguments are written into one buffer.
+void appendOperate(std::string& out, std::string_view index, std::string_view order_no);
+void appendRollbackTombstone(std::string& out, std::string_view index, std::string_view order_no);
+void appendOrder(std::string& out, std::string_view dept_no, std::string_view order_no);
 // The outbox stream in the same hash slot as `key_in_slot`.
 [[nodiscard]] std::string outboxFor(std::string_view key_in_slot);
 // The outbox stream of one slot; the write-back reads these.

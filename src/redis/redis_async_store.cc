@@ -1,7 +1,9 @@
 #include "redis/redis_async_store.h"
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <charconv>
 #include <memory>
 
 #include "core/assert.h"
@@ -20,6 +22,12 @@ Error unexpected(const Reply& reply) {
   std::string message = "unexpected reply from order_hold";
   if (reply.isError()) message += ": " + reply.str;
   return Error{ErrorCode::kInternal, std::move(message)};
+}
+
+void appendInteger(std::string& out, std::int64_t value) {
+  std::array<char, 24> digits{};
+  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
+  out.append(digits.data(), end);
 }
 
 bool isNoScript(const Reply& reply) { return reply.isError() && reply.str.starts_with("NOSCRIPT"); }
@@ -77,9 +85,11 @@ Result<std::vector<LineOrderOutcome>> decodeOutcomes(const Reply& reply, std::si
 
 }  // namespace
 
-// The command and its arguments, kept alive until the reply (a NOSCRIPT resends them).
+// The command and its arguments, kept alive until the reply (a NOSCRIPT resends them). The
+// arguments after the command and the script are written back to back in one string, which
+// the views point into: a batch of N orders costs a few allocations, not several per order.
 struct RedisAsyncStore::Call {
-  std::vector<std::string> argv;
+  std::string arena;
   std::vector<std::string_view> views;
   std::size_t orders = 0;
   BatchDone done;
@@ -99,25 +109,45 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
   auto call = std::make_shared<Call>();
   call->orders = orders.size();
   call->done = std::move(done);
-  auto& argv = call->argv;
-  const std::size_t key_count = 5 + 3 * orders.size();
-  argv.reserve(3 + key_count + 3 + 3 * orders.size());
+  const std::string index = key.index();
   const std::string usable = keys::usable(key);
   const std::string stream = keys::outboxFor(usable);
-  argv.insert(argv.end(), {"EVALSHA", script.sha1(), std::to_string(key_count), usable,
-                           keys::subtracted(key), keys::ullage(key), keys::holds(key), stream});
+  const std::size_t key_count = 5 + 3 * orders.size();
+  std::string& arena = call->arena;
+  arena.reserve(256 + 4 * index.size() + orders.size() * (3 * index.size() + 96));
+  std::vector<std::pair<std::size_t, std::size_t>> spans;  // (offset, length) in the arena
+  spans.reserve(key_count + 4 + 3 * orders.size());
+  // Appends one argument, written by `write` into the arena.
+  const auto add = [&](const auto& write) {
+    const std::size_t at = arena.size();
+    write(arena);
+    spans.emplace_back(at, arena.size() - at);
+  };
+  const auto text = [](std::string_view value) {
+    return [value](std::string& out) { out.append(value); };
+  };
+  add(text(std::to_string(key_count)));
+  add(text(usable));
+  add(text(keys::subtracted(key)));
+  add(text(keys::ullage(key)));
+  add(text(keys::holds(key)));
+  add(text(stream));
   for (const auto& order : orders) {
-    argv.push_back(keys::operate(key, order.order_no));
-    argv.push_back(keys::rollbackTombstone(key, order.order_no));
-    argv.push_back(keys::order(OrderRef{key.dept_no, order.order_no}));
+    add([&](std::string& out) { keys::appendOperate(out, index, order.order_no); });
+    add([&](std::string& out) { keys::appendRollbackTombstone(out, index, order.order_no); });
+    add([&](std::string& out) { keys::appendOrder(out, key.dept_no, order.order_no); });
   }
-  argv.insert(argv.end(), {key.index(), key.dept_no, encodeLineRecord(key)});
+  add(text(index));
+  add(text(key.dept_no));
+  add(text(encodeLineRecord(key)));
   for (const auto& order : orders) {
-    argv.push_back(order.order_no);
-    argv.push_back(std::to_string(order.qty));
-    argv.push_back(order.allow_shortage ? "1" : "0");
+    add(text(order.order_no));
+    add([&](std::string& out) { appendInteger(out, order.qty); });
+    add(text(order.allow_shortage ? "1" : "0"));
   }
-  call->views.assign(argv.begin(), argv.end());
+  call->views.reserve(2 + spans.size());
+  call->views.insert(call->views.end(), {std::string_view("EVALSHA"), script.sha1()});
+  for (const auto& [at, length] : spans) call->views.emplace_back(arena.data() + at, length);
   send(std::move(call));
   // Noted even when the outcome will be unknown: a stream read with nothing new is cheap.
   if (on_outbox_append_) on_outbox_append_(stream);
@@ -125,11 +155,10 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
 
 void RedisAsyncStore::send(std::shared_ptr<Call> call) {
   connection_.command(call->views, [this, call](Result<Reply> reply) {
-    if (reply && isNoScript(*reply) && call->argv[0] == "EVALSHA") {
+    if (reply && isNoScript(*reply) && call->views[0] == "EVALSHA") {
       // A restarted or flushed server: EVAL sends the body, which Redis caches again.
-      call->argv[0] = "EVAL";
-      call->argv[1] = embeddedScript("order_hold.lua").body();
-      call->views.assign(call->argv.begin(), call->argv.end());
+      call->views[0] = "EVAL";
+      call->views[1] = embeddedScript("order_hold.lua").body();
       send(call);
       return;
     }
