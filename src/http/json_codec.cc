@@ -5,6 +5,9 @@
 // builds nothing and only looks for a key repeated inside one object, which parse() would
 // silently resolve by keeping the last value. The tree lives in a monotonic arena that dies
 // with the call, because every field is copied into a domain type before the call returns.
+// A preallocation body of the contract's keys only, all valid, is first tried by a one-pass
+// reader that builds the request directly (PreallocateReader); the hot path's bodies take
+// that way, and whatever it does not take whole is parsed as above.
 #include "http/json_codec.h"
 
 #include <algorithm>
@@ -388,6 +391,202 @@ struct IntegerRange {
                             allow_shortage};
 }
 
+// ---- The preallocation body in one pass ----
+
+// Reads the commonest preallocation body in one pass of basic_parser, with no tree and no
+// second scan: the contract's keys only, each at most once, every value of its kind and
+// within its rule. Anything else (an unknown or escaped key, a value out of its rule, a
+// malformed document) makes it give up, and the caller parses the body the thorough way,
+// which accepts what it accepts and words the refusal of everything else. So this reader
+// only ever accepts bodies the thorough parse accepts, with the same result
+// (json_codec_test holds the two against each other).
+class PreallocateReader {
+ public:
+  static constexpr std::size_t max_object_size = static_cast<std::size_t>(-1);
+  static constexpr std::size_t max_array_size = limits::kOrderLinesMax;
+  static constexpr std::size_t max_key_size = limits::kFieldLengthMax;
+  static constexpr std::size_t max_string_size = limits::kFieldLengthMax;
+
+  // The request once a whole document was read; nullopt when the reader gave up.
+  [[nodiscard]] std::optional<PreallocateRequest> take() {
+    const unsigned required = bit(kDeptNo) | bit(kOrderNo) | bit(kLines);
+    if ((seen_ & required) != required || !finished_) return std::nullopt;
+    for (LineRequest& line : request_.lines) {
+      if (line.key.dept_no.empty()) {
+        line.key.dept_no = request_.dept_no;
+      } else if (line.key.dept_no != request_.dept_no) {
+        return std::nullopt;
+      }
+    }
+    if (request_.lines.size() > 1) {
+      std::vector<const RecordKey*> keys;
+      keys.reserve(request_.lines.size());
+      for (const LineRequest& line : request_.lines) keys.push_back(&line.key);
+      std::sort(keys.begin(), keys.end(), [](auto* a, auto* b) { return *a < *b; });
+      const auto same = [](auto* a, auto* b) { return *a == *b; };
+      if (std::adjacent_find(keys.begin(), keys.end(), same) != keys.end()) return std::nullopt;
+    }
+    return std::move(request_);
+  }
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) {
+    finished_ = true;
+    return true;
+  }
+  bool on_object_begin(json::error_code& ec) {
+    if (place_ == Place::kNothing) {
+      place_ = Place::kOrder;
+      return true;
+    }
+    if (place_ == Place::kLines) {
+      place_ = Place::kLine;
+      line_seen_ = 0;
+      request_.lines.emplace_back();
+      return true;
+    }
+    return giveUp(ec);
+  }
+  bool on_object_end(std::size_t, json::error_code& ec) {
+    if (place_ == Place::kLine) {
+      const unsigned required = bit(kGoodsNo) | bit(kWarehouseNo) | bit(kQty);
+      if ((line_seen_ & required) != required) return giveUp(ec);
+      place_ = Place::kLines;
+      return true;
+    }
+    place_ = Place::kDone;
+    return true;
+  }
+  bool on_array_begin(json::error_code& ec) {
+    if (place_ != Place::kOrder || key_ != kLines) return giveUp(ec);
+    place_ = Place::kLines;
+    return true;
+  }
+  bool on_array_end(std::size_t size, json::error_code& ec) {
+    if (size == 0) return giveUp(ec);
+    place_ = Place::kOrder;
+    return true;
+  }
+  bool on_key_part(json::string_view, std::size_t, json::error_code& ec) { return giveUp(ec); }
+  bool on_key(json::string_view name, std::size_t, json::error_code& ec) {
+    const std::string_view text(name.data(), name.size());
+    if (place_ == Place::kOrder) {
+      key_ = orderKey(text);
+      if (key_ == kUnknown || (seen_ & bit(key_)) != 0) return giveUp(ec);
+      seen_ |= bit(key_);
+      return true;
+    }
+    key_ = lineKey(text);
+    if (key_ == kUnknown || (line_seen_ & bit(key_)) != 0) return giveUp(ec);
+    line_seen_ |= bit(key_);
+    return true;
+  }
+  bool on_string_part(json::string_view, std::size_t, json::error_code& ec) { return giveUp(ec); }
+  bool on_string(json::string_view value, std::size_t, json::error_code& ec) {
+    const std::string_view text(value.data(), value.size());
+    std::string* field = stringField();
+    if (field == nullptr || !isValidField(text)) return giveUp(ec);
+    field->assign(text);
+    return true;
+  }
+  bool on_int64(std::int64_t value, json::string_view, json::error_code& ec) {
+    if (place_ != Place::kLine || key_ != kQty || value < limits::kLineQtyMin ||
+        value > limits::kLineQtyMax) {
+      return giveUp(ec);
+    }
+    request_.lines.back().qty = value;
+    return true;
+  }
+  bool on_bool(bool value, json::error_code& ec) {
+    if (place_ != Place::kOrder || key_ != kAllowShortage) return giveUp(ec);
+    request_.allow_shortage = value;
+    return true;
+  }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code& ec) { return giveUp(ec); }
+  bool on_double(double, json::string_view, json::error_code& ec) { return giveUp(ec); }
+  bool on_null(json::error_code& ec) { return giveUp(ec); }
+  bool on_comment_part(json::string_view, json::error_code& ec) { return giveUp(ec); }
+  bool on_comment(json::string_view, json::error_code& ec) { return giveUp(ec); }
+
+ private:
+  enum class Place { kNothing, kOrder, kLines, kLine, kDone };
+  enum Key : unsigned {
+    kUnknown,
+    kDeptNo,  // in the order or in a line
+    kOrderNo,
+    kLines,
+    kAllowShortage,
+    kGoodsNo,
+    kWarehouseNo,
+    kStockStatus,
+    kStockType,
+    kGoodsLevel,
+    kQty,
+  };
+  static constexpr unsigned bit(Key key) { return 1U << key; }
+
+  static Key orderKey(std::string_view name) {
+    if (name == "dept_no") return kDeptNo;
+    if (name == "order_no") return kOrderNo;
+    if (name == "lines") return kLines;
+    if (name == "allow_shortage") return kAllowShortage;
+    return kUnknown;
+  }
+  static Key lineKey(std::string_view name) {
+    if (name == "goods_no") return kGoodsNo;
+    if (name == "warehouse_no") return kWarehouseNo;
+    if (name == "qty") return kQty;
+    if (name == "stock_status") return kStockStatus;
+    if (name == "stock_type") return kStockType;
+    if (name == "goods_level") return kGoodsLevel;
+    if (name == "dept_no") return kDeptNo;
+    return kUnknown;
+  }
+
+  // Where the string value of the current key goes; nullptr where no string belongs.
+  std::string* stringField() {
+    if (place_ == Place::kOrder) {
+      if (key_ == kDeptNo) return &request_.dept_no;
+      if (key_ == kOrderNo) return &request_.order_no;
+      return nullptr;
+    }
+    if (place_ != Place::kLine) return nullptr;
+    RecordKey& key = request_.lines.back().key;
+    switch (key_) {
+      case kDeptNo: return &key.dept_no;  // held against the order's in take()
+      case kGoodsNo: return &key.goods_no;
+      case kWarehouseNo: return &key.warehouse_no;
+      case kStockStatus: return &key.stock_status;
+      case kStockType: return &key.stock_type;
+      case kGoodsLevel: return &key.goods_level;
+      default: return nullptr;
+    }
+  }
+
+  static bool giveUp(json::error_code& ec) {
+    ec = json::error::syntax;
+    return false;
+  }
+
+  PreallocateRequest request_;
+  Place place_ = Place::kNothing;
+  Key key_ = kUnknown;
+  unsigned seen_ = 0;       // the order's keys read so far
+  unsigned line_seen_ = 0;  // the current line's
+  bool finished_ = false;
+};
+
+// The request when the one-pass reader takes the body whole; nullopt: parse it thoroughly.
+[[nodiscard]] std::optional<PreallocateRequest> readPreallocateQuickly(std::string_view body) {
+  if (body.size() > limits::kRequestBodyBytesMax) return std::nullopt;
+  json::basic_parser<PreallocateReader> reader(parseOptions());
+  json::error_code ec;
+  const std::size_t used = reader.write_some(false, body.data(), body.size(), ec);
+  if (ec || used != body.size()) return std::nullopt;
+  return reader.handler().take();
+}
+
 [[nodiscard]] Result<OrderRef> orderRefRequest(const json::object& object) {
   ALLOT_TRY(dept_no, requiredField(object, "dept_no"));
   ALLOT_TRY(order_no, requiredField(object, "order_no"));
@@ -600,8 +799,27 @@ void putRecordFields(json::object& out, const RecordKey& key) {
 }  // namespace
 
 Result<PreallocateRequest> parsePreallocateRequest(std::string_view body) {
+  return guarded([&]() -> Result<PreallocateRequest> {
+    if (auto request = readPreallocateQuickly(body)) return std::move(*request);
+    return readObject(body, preallocateRequest);
+  });
+}
+
+namespace detail {
+
+std::optional<PreallocateRequest> parsePreallocateRequestInOnePass(std::string_view body) {
+  try {
+    return readPreallocateQuickly(body);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+Result<PreallocateRequest> parsePreallocateRequestThoroughly(std::string_view body) {
   return guarded([&] { return readObject(body, preallocateRequest); });
 }
+
+}  // namespace detail
 
 Result<OrderRef> parseOrderRefRequest(std::string_view body) {
   return guarded([&] { return readObject(body, orderRefRequest); });

@@ -30,6 +30,15 @@ namespace allot::http {
 // fields take their defaults; the same record twice in one order is refused.
 [[nodiscard]] Result<PreallocateRequest> parsePreallocateRequest(std::string_view body);
 
+namespace detail {
+// The two readers parsePreallocateRequest combines, for the tests that hold them equal: the
+// one-pass reader of the commonest bodies (nullopt: it gave up), and the thorough parse that
+// reads every body and words every refusal.
+[[nodiscard]] std::optional<PreallocateRequest> parsePreallocateRequestInOnePass(
+    std::string_view body);
+[[nodiscard]] Result<PreallocateRequest> parsePreallocateRequestThoroughly(std::string_view body);
+}  // namespace detail
+
 // POST /v1/preallocations/rollback and /deduct: {"dept_no", "order_no"}.
 [[nodiscard]] Result<OrderRef> parseOrderRefRequest(std::string_view body);
 

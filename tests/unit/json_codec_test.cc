@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <optional>
+#include <random>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -398,6 +400,152 @@ TEST(ParsePreallocate, AcceptsNestingUpToTheDepthLimit) {
   // The body object and seven nested arrays are eight levels: the limit, not beyond it.
   const auto request = parsePreallocateRequest(orderNested(limits::kJsonDepthMax - 1));
   ASSERT_TRUE(request) << request.error().message;
+}
+
+// ---- The one-pass reader against the thorough parse ----
+
+// Bodies of the preallocation request's shape, right and wrong in many ways at once: the keys
+// in any order, some left out, repeated, escaped or unknown; values of every kind and length;
+// lines of the same or other records and merchants; stray bytes. Each is as likely to be
+// accepted as refused, so both readers see plenty of both.
+class BodyMaker {
+ public:
+  explicit BodyMaker(std::uint32_t seed) : random_(seed) {}
+
+  std::string body() {
+    std::vector<std::string> members;
+    if (chance(90)) members.push_back(member("dept_no", fieldValue("D1")));
+    if (chance(90)) members.push_back(member("order_no", fieldValue("O1")));
+    if (chance(95)) members.push_back(member("lines", linesValue()));
+    if (chance(30)) members.push_back(member("allow_shortage", boolValue()));
+    if (chance(10)) members.push_back(member("note", oddValue()));
+    if (chance(5)) members.push_back(members.empty() ? member("x", "1") : members.front());
+    std::string text = object(members);
+    if (chance(10)) text = " \n" + text + "\n ";
+    if (chance(5)) text += pick({"x", ",", "{}", "]"});
+    if (chance(10) && !text.empty()) {  // one byte changed or removed
+      const std::size_t at = below(text.size());
+      if (chance(50)) {
+        text.erase(at, 1);
+      } else {
+        text[at] = pick({"\"", ",", ":", "{", "}", "[", "]", "1", "a", "\\", " "})[0];
+      }
+    }
+    return text;
+  }
+
+ private:
+  bool chance(int percent) { return below(100) < static_cast<std::size_t>(percent); }
+  std::size_t below(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(random_); }
+  std::string pick(std::initializer_list<const char*> options) {
+    return *(options.begin() + below(options.size()));
+  }
+
+  std::string member(const std::string& name, const std::string& value) {
+    std::string key = "\"" + name + "\"";
+    if (chance(3)) key = "\"\\u00" + std::string(name[0] == 'd' ? "64" : "6f") + name.substr(1) + "\"";
+    return key + (chance(10) ? " : " : ":") + value;
+  }
+  std::string object(std::vector<std::string> members) {
+    std::shuffle(members.begin(), members.end(), random_);
+    std::string text = "{";
+    for (std::size_t i = 0; i < members.size(); ++i) text += (i > 0 ? "," : "") + members[i];
+    return text + "}";
+  }
+  std::string fieldValue(const std::string& usual) {
+    if (chance(85)) return "\"" + usual + "\"";
+    switch (below(7)) {
+      case 0: return "\"\"";
+      case 1: return "\"" + std::string(limits::kFieldLengthMax, 'z') + "\"";
+      case 2: return "\"" + std::string(limits::kFieldLengthMax + 1, 'z') + "\"";
+      case 3: return "\"" + usual + " x\"";
+      case 4: return "\"" + usual.substr(0, 1) + "\\u0031\"";  // escaped, yet a valid field
+      case 5: return pick({"1", "null", "true", "[]", "{}", "\"a|b\""});
+      default: return "\"" + usual + "-2._x\"";
+    }
+  }
+  std::string qtyValue() {
+    if (chance(80)) return pick({"1", "5", "7", "42", "1000000000"});
+    return pick({"1", "5", "1000000000", "1000000001", "0", "-1", "5.0", "1e3",
+                 "18446744073709551615", "\"5\"", "null", "7", "42"});
+  }
+  std::string boolValue() { return pick({"true", "false", "\"true\"", "1", "null"}); }
+  std::string oddValue() { return pick({"1", "\"x\"", "[1,[2]]", "{\"a\":{}}", "null"}); }
+  std::string lineValue() {
+    std::vector<std::string> members;
+    if (chance(95)) members.push_back(member("goods_no", fieldValue(chance(50) ? "G1" : "G2")));
+    if (chance(95)) members.push_back(member("warehouse_no", fieldValue("W1")));
+    if (chance(95)) members.push_back(member("qty", qtyValue()));
+    if (chance(20)) members.push_back(member("stock_status", fieldValue("2")));
+    if (chance(20)) members.push_back(member("stock_type", fieldValue("3")));
+    if (chance(20)) members.push_back(member("goods_level", fieldValue("B")));
+    if (chance(15)) members.push_back(member("dept_no", chance(70) ? "\"D1\"" : fieldValue("D2")));
+    if (chance(8)) members.push_back(member("extra", oddValue()));
+    if (chance(4) && !members.empty()) members.push_back(members.back());
+    if (chance(3)) return oddValue();
+    return object(members);
+  }
+  std::string linesValue() {
+    if (chance(5)) return oddValue();
+    const std::size_t count = chance(70) ? 1 : below(4);
+    std::string text = "[";
+    for (std::size_t i = 0; i < count; ++i) text += (i > 0 ? "," : "") + lineValue();
+    return text + "]";
+  }
+
+  std::mt19937 random_;
+};
+
+void expectSameRequest(const PreallocateRequest& quick, const PreallocateRequest& thorough) {
+  EXPECT_EQ(quick.dept_no, thorough.dept_no);
+  EXPECT_EQ(quick.order_no, thorough.order_no);
+  EXPECT_EQ(quick.allow_shortage, thorough.allow_shortage);
+  ASSERT_EQ(quick.lines.size(), thorough.lines.size());
+  for (std::size_t i = 0; i < quick.lines.size(); ++i) {
+    EXPECT_EQ(quick.lines[i].key, thorough.lines[i].key) << "line " << i;
+    EXPECT_EQ(quick.lines[i].qty, thorough.lines[i].qty) << "line " << i;
+  }
+}
+
+// What the one-pass reader accepts, the thorough parse accepts too, with the same request;
+// and the commonest bodies do go the one-pass way.
+TEST(ParsePreallocate, TheOnePassReaderAcceptsOnlyWhatTheThoroughParseAcceptsAlike) {
+  BodyMaker maker(20261201);
+  int quick_count = 0;
+  int thorough_only = 0;
+  int refused = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string body = maker.body();
+    const auto quick = detail::parsePreallocateRequestInOnePass(body);
+    const auto thorough = detail::parsePreallocateRequestThoroughly(body);
+    if (quick) {
+      ++quick_count;
+      ASSERT_TRUE(thorough) << body << "\n" << thorough.error().message;
+      expectSameRequest(*quick, *thorough);
+      if (HasFailure()) FAIL() << body;
+    } else if (thorough) {
+      ++thorough_only;
+    } else {
+      ++refused;
+    }
+    const auto combined = parsePreallocateRequest(body);
+    ASSERT_EQ(combined.has_value(), thorough.has_value()) << body;
+    if (!combined) {
+      EXPECT_EQ(combined.error().message, thorough.error().message) << body;
+    }
+  }
+  // Each outcome is common, so each comparison above ran many times.
+  EXPECT_GT(quick_count, 2000);
+  EXPECT_GT(thorough_only, 500);
+  EXPECT_GT(refused, 2000);
+
+  for (const std::string& usual :
+       {orderJson(lineJson()), orderWithLines(3), orderJson(lineJson(), R"(,"allow_shortage":true)"),
+        orderJson(lineJson()) + "\n",
+        std::string(R"({"lines":[{"qty":3,"warehouse_no":"W1","dept_no":"D1","goods_no":"G"}],)"
+                    R"("order_no":"O","dept_no":"D1"})")}) {
+    EXPECT_TRUE(detail::parsePreallocateRequestInOnePass(usual)) << usual;
+  }
 }
 
 TEST(ParseOrderRef, ReadsBothFields) {
