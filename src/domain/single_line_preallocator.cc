@@ -6,6 +6,7 @@ namespace allot {
 
 namespace {
 constexpr std::size_t kQueueReserve = 16;
+constexpr std::size_t kSpareQueuesMax = 16;  // storage of finished batches kept for reuse
 }  // namespace
 
 SingleLinePreallocator::SingleLinePreallocator(std::unique_ptr<AsyncHotStore> store,
@@ -27,8 +28,17 @@ bool SingleLinePreallocator::preallocate(PreallocateRequest request, Done done) 
   if (!gate_.tryAdmitRedis(request.dept_no)) return false;
   const std::string index = request.lines.front().key.index();
   Lane& lane = lanes_[index];
-  // Room for a typical batch at once, rather than growing one order at a time.
-  if (lane.queue.capacity() == 0) lane.queue.reserve(kQueueReserve);
+  if (lane.queue.capacity() == 0) {
+    // A finished batch's storage if there is one, else room for a typical batch at once:
+    // no queue grows one order at a time, and the hot path does not ask malloc for a
+    // large block per batch.
+    if (spare_queues_.empty()) {
+      lane.queue.reserve(kQueueReserve);
+    } else {
+      lane.queue = std::move(spare_queues_.back());
+      spare_queues_.pop_back();
+    }
+  }
   lane.queue.push_back({std::move(request), std::move(done)});
   if (lane.in_flight < calls_in_flight_max_ && !lane.flush_deferred) {
     // Not now: the other orders of this turn of the event loop go in the same call.
@@ -97,6 +107,8 @@ void SingleLinePreallocator::complete(const std::string& index, std::vector<Wait
     gate_.leave(waiting.request.dept_no);
     waiting.done(std::move(result));
   }
+  batch.clear();
+  if (spare_queues_.size() < kSpareQueuesMax) spare_queues_.push_back(std::move(batch));
 }
 
 std::optional<Result<PreallocateOutcome>> SingleLinePreallocator::answer(

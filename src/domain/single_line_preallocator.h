@@ -66,6 +66,7 @@ class SingleLinePreallocator final : public AsyncPreallocator {
   const std::size_t batch_max_;
   const std::size_t calls_in_flight_max_;
   std::unordered_map<std::string, Lane> lanes_;  // by record index; a lane lives while used
+  std::vector<std::vector<Waiting>> spare_queues_;  // emptied batches, their storage reused
 };
 
 }  // namespace allot

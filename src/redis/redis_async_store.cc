@@ -15,9 +15,6 @@ namespace allot::redis {
 
 namespace {
 
-constexpr std::size_t kValuesPerOrder = 5;  // order_hold.lua: code, allocated, shortage,
-                                            // available, text
-
 Error unexpected(const Reply& reply) {
   std::string message = "unexpected reply from order_hold";
   if (reply.isError()) message += ": " + reply.str;
@@ -32,51 +29,68 @@ void appendInteger(std::string& out, std::int64_t value) {
 
 bool isNoScript(const Reply& reply) { return reply.isError() && reply.str.starts_with("NOSCRIPT"); }
 
-// One order's five values; false when they are not of the documented shape.
-bool decodeOutcome(const std::vector<Reply>& values, std::size_t at, LineOrderOutcome& outcome) {
-  const Reply& code = values[at];
-  const Reply& text = values[at + 4];
-  if (!code.isInteger() || !values[at + 1].isInteger() || !values[at + 2].isInteger() ||
-      !values[at + 3].isInteger() || !text.isString()) {
-    return false;
+// A decimal integer that is all of `text`.
+bool readInteger(std::string_view text, std::int64_t& value) {
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return error == std::errc() && end == text.data() + text.size() && !text.empty();
+}
+
+// One order's value (order_hold.lua's header lists them); false when it is not one of them.
+bool decodeOutcome(const Reply& value, std::int64_t qty, LineOrderOutcome& outcome) {
+  if (value.isInteger()) {
+    switch (value.integer) {
+      case 1:
+        outcome.kind = LineOrderOutcome::Kind::kHeld;
+        outcome.status = OrderStatus::kAllocated;
+        outcome.allocated = qty;
+        return true;
+      case 3: outcome.kind = LineOrderOutcome::Kind::kRolledBack; return true;
+      case 5: outcome.kind = LineOrderOutcome::Kind::kConflict; return true;
+      default: return false;
+    }
   }
-  outcome.allocated = values[at + 1].integer;
-  outcome.shortage = values[at + 2].integer;
-  outcome.available = values[at + 3].integer;
-  switch (code.integer) {
-    case 1: {
+  if (!value.isString() || value.str.empty()) return false;
+  const std::string_view text = value.str;
+  const std::string_view rest = text.substr(1);
+  switch (text.front()) {
+    case '1': {  // "1:allocated:shortage"
+      if (!rest.starts_with(':')) return false;
+      const auto colon = rest.find(':', 1);
+      if (colon == std::string_view::npos) return false;
       outcome.kind = LineOrderOutcome::Kind::kHeld;
-      const auto status = orderStatusFromCode(text.str);
-      if (!status) return false;
-      outcome.status = *status;
-      return true;
+      outcome.status = OrderStatus::kShortage;
+      return readInteger(rest.substr(1, colon - 1), outcome.allocated) &&
+             readInteger(rest.substr(colon + 1), outcome.shortage) && outcome.shortage > 0;
     }
-    case 2: {
+    case '2': {  // "2<status><answer lines>"
+      if (rest.empty()) return false;
+      const auto status = orderStatusFromCode(rest.substr(0, 1));
+      if (!status) return false;
       outcome.kind = LineOrderOutcome::Kind::kReplay;
-      const auto status = orderStatusFromCode(text.str.substr(0, 1));
-      if (!status) return false;
       outcome.status = *status;
-      outcome.answer_blob = text.str.substr(1);
+      outcome.answer_blob = std::string(rest.substr(1));
       return true;
     }
-    case 0: outcome.kind = LineOrderOutcome::Kind::kInsufficient; return true;
-    case 3: outcome.kind = LineOrderOutcome::Kind::kRolledBack; return true;
-    case 5: outcome.kind = LineOrderOutcome::Kind::kConflict; return true;
-    case 6:
+    case '0':  // "0:available"
+      outcome.kind = LineOrderOutcome::Kind::kInsufficient;
+      return rest.starts_with(':') && readInteger(rest.substr(1), outcome.available);
+    case '6':  // "6:why"
+      if (!rest.starts_with(':')) return false;
       outcome.kind = LineOrderOutcome::Kind::kSlow;
-      outcome.reason = text.str;
+      outcome.reason = std::string(rest.substr(1));
       return true;
     default: return false;
   }
 }
 
-Result<std::vector<LineOrderOutcome>> decodeOutcomes(const Reply& reply, std::size_t orders) {
-  if (!reply.isArray() || reply.elements.size() != orders * kValuesPerOrder) {
+Result<std::vector<LineOrderOutcome>> decodeOutcomes(const Reply& reply,
+                                                     const std::vector<std::int64_t>& quantities) {
+  if (!reply.isArray() || reply.elements.size() != quantities.size()) {
     return std::unexpected(unexpected(reply));
   }
-  std::vector<LineOrderOutcome> outcomes(orders);
-  for (std::size_t i = 0; i < orders; ++i) {
-    if (!decodeOutcome(reply.elements, i * kValuesPerOrder, outcomes[i])) {
+  std::vector<LineOrderOutcome> outcomes(quantities.size());
+  for (std::size_t i = 0; i < quantities.size(); ++i) {
+    if (!decodeOutcome(reply.elements[i], quantities[i], outcomes[i])) {
       return std::unexpected(unexpected(reply));
     }
   }
@@ -91,7 +105,7 @@ Result<std::vector<LineOrderOutcome>> decodeOutcomes(const Reply& reply, std::si
 struct RedisAsyncStore::Call {
   std::string arena;
   std::vector<std::string_view> views;
-  std::size_t orders = 0;
+  std::vector<std::int64_t> quantities;  // of the orders, in the order sent
   BatchDone done;
 };
 
@@ -107,7 +121,8 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
   ALLOT_ASSERT(!orders.empty() && orders.size() <= limits::kHoldBatchMax);
   static const Script& script = embeddedScript("order_hold.lua");
   auto call = std::make_shared<Call>();
-  call->orders = orders.size();
+  call->quantities.reserve(orders.size());
+  for (const auto& order : orders) call->quantities.push_back(order.qty);
   call->done = std::move(done);
   const std::string index = key.index();
   const std::string usable = keys::usable(key);
@@ -166,7 +181,7 @@ void RedisAsyncStore::send(std::shared_ptr<Call> call) {
       call->done(std::unexpected(reply.error()));
       return;
     }
-    call->done(decodeOutcomes(*reply, call->orders));
+    call->done(decodeOutcomes(*reply, call->quantities));
   });
 }
 

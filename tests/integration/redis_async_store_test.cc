@@ -116,8 +116,9 @@ TEST_F(AsyncStoreTest, HoldsAndCommitsEachOrderAsTheMultiStepProtocolWould) {
   EXPECT_EQ(outcomes[0].kind, Kind::kHeld);
   EXPECT_EQ(outcomes[0].status, OrderStatus::kAllocated);
   EXPECT_EQ(outcomes[0].allocated, 4);
-  EXPECT_EQ(outcomes[0].available, 6);
-  EXPECT_EQ(outcomes[1].available, 3);
+  EXPECT_EQ(outcomes[0].shortage, 0);
+  EXPECT_EQ(outcomes[1].kind, Kind::kHeld);
+  EXPECT_EQ(outcomes[1].allocated, 3);
   EXPECT_EQ(read(key), (Quantities{10, 7, 0}));
   // What order_claim + hold + order_commit leave: the order hash, the anti-duplicate key.
   const auto order_key = redis::keys::order(OrderRef{dept_, "O1"});

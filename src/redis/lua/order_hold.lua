@@ -18,14 +18,17 @@
 -- ARGV[3] the record part of a stored line: goods|warehouse|status|type|level
 -- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]  order_no, qty, allow_shortage "0" | "1" of order i
 --
--- Returns 5 values per order, {code, allocated, shortage, available, text}, in the order given:
---   1 held and committed now (text: the status, A or S);
---   2 replay: the order exists with the same line (text: its status letter, then its answer
---     lines); 0 insufficient, nothing changed (available); 3 rolled back (a tombstone);
---   5 conflict: the order exists with other lines;
---   6 not for this script, nothing changed: the caller takes the multi-step protocol (text:
---     why: "pending" another caller holds a claim, "held" a hold without its order,
---     "unloaded" the record is not in Redis).
+-- Returns one value per order, in the order given (a single value keeps the reply and its
+-- decoding small; the code is the integer or the string's first character):
+--   1          held and committed now, all of qty allocated (status A);
+--   "1:a:s"    held and committed now with a shortage: allocated a, shortage s (status S);
+--   "2<st><an>" replay: the order exists with the same line (its status letter, then its
+--              answer lines);
+--   "0:v"      insufficient, nothing changed: v available;
+--   3          rolled back (a tombstone);   5  conflict: the order exists with other lines;
+--   "6:why"    not for this script, nothing changed: the caller takes the multi-step
+--              protocol (why: "pending" another caller holds a claim, "held" a hold without
+--              its order, "unloaded" the record is not in Redis).
 --
 -- The outbox gets one `holds` entry per call in the record's stream, b = the orders held now
 -- as "order:allocated:shortage:status" joined by ',' (none of ':' and ',' can occur in an
@@ -45,22 +48,22 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   local line = line_prefix .. '|' .. qty_text
   local st = redis.call('HGET', order_key, 'st')
   if st then
-    if st == 'R' then return 3, 0, 0, 0, '' end
+    if st == 'R' then return 3 end
     local digest = redis.call('HGET', order_key, 'dg') or redis.call('HGET', order_key, 'ln')
-    if digest ~= line then return 5, 0, 0, 0, '' end
-    if st == 'P' then return 6, 0, 0, 0, 'pending' end
-    return 2, 0, 0, 0, st .. (redis.call('HGET', order_key, 'an') or '')
+    if digest ~= line then return 5 end
+    if st == 'P' then return '6:pending' end
+    return '2' .. st .. (redis.call('HGET', order_key, 'an') or '')
   end
   -- One lookup for both keys; which one exists is asked only when one does (rare).
   if redis.call('EXISTS', tombstone_key, operate_key) > 0 then
-    if redis.call('EXISTS', tombstone_key) == 1 then return 3, 0, 0, 0, '' end
-    return 6, 0, 0, 0, 'held'
+    if redis.call('EXISTS', tombstone_key) == 1 then return 3 end
+    return '6:held'
   end
   if usable == nil then
     usable = redis.call('GET', KEYS[1])
     if not usable then
       usable = nil
-      return 6, 0, 0, 0, 'unloaded'
+      return '6:unloaded'
     end
     usable = tonumber(usable)
   end
@@ -70,8 +73,8 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   if usable < qty then
     if allow_shortage ~= '1' then
       -- A hold already there would be answered as held, not refused: the protocol decides.
-      if redis.call('HEXISTS', KEYS[4], order_no) == 1 then return 6, 0, 0, 0, 'held' end
-      return 0, 0, 0, usable, ''
+      if redis.call('HEXISTS', KEYS[4], order_no) == 1 then return '6:held' end
+      return '0:' .. int(usable)
     end
     allocated = math.max(usable, 0)
     shortage = qty - allocated
@@ -80,7 +83,7 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   -- The live hold's entry, unless one is there already (a hold without its order): then
   -- nothing has changed yet, and the multi-step protocol decides.
   if redis.call('HSETNX', KEYS[4], order_no, allocated_text .. ':' .. shortage_text) == 0 then
-    return 6, 0, 0, 0, 'held'
+    return '6:held'
   end
   usable = usable - allocated
   taken = taken + allocated
@@ -89,18 +92,15 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   redis.call('HSET', order_key, 'st', status, 'ln', line,
              'an', line .. '|' .. allocated_text .. '|' .. shortage_text)
   held[#held + 1] = order_no .. ':' .. allocated_text .. ':' .. shortage_text .. ':' .. status
-  return 1, allocated, shortage, usable, status
+  if shortage > 0 then return '1:' .. allocated_text .. ':' .. shortage_text end
+  return 1
 end
 
 local answers = {}
 local count = (#ARGV - 3) / 3
 for i = 1, count do
   local k, a = 3 * i + 3, 3 * i + 1
-  local code, allocated, shortage, available, text =
-      orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1], ARGV[a + 2])
-  local n = #answers
-  answers[n + 1], answers[n + 2], answers[n + 3], answers[n + 4], answers[n + 5] =
-      code, allocated, shortage, available, text
+  answers[i] = orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1], ARGV[a + 2])
 end
 if taken > 0 then
   redis.call('DECRBY', KEYS[1], int(taken))
