@@ -100,13 +100,20 @@ Result<std::vector<Line>> decodeLines(std::string_view blob, std::size_t field_c
 
 }  // namespace
 
+namespace {
+
+// One requested line, after a '\n' unless it is the first: goods|...|level|qty.
+void appendLineRequest(std::string& out, const RecordKey& key, std::int64_t qty) {
+  if (!out.empty()) out.push_back('\n');
+  appendKeyFields(out, key);
+  out.append("|").append(std::to_string(qty));
+}
+
+}  // namespace
+
 std::string encodeLineRequests(const std::vector<LineRequest>& lines) {
   std::string out;
-  for (const auto& line : lines) {
-    if (!out.empty()) out.push_back('\n');
-    appendKeyFields(out, line.key);
-    out.append("|").append(std::to_string(line.qty));
-  }
+  for (const auto& line : lines) appendLineRequest(out, line.key, line.qty);
   return out;
 }
 
@@ -165,10 +172,20 @@ Error orderRolledBack(const std::string& order_no) {
 }
 
 std::string linesDigest(const std::vector<LineRequest>& lines) {
-  std::vector<LineRequest> sorted = lines;
+  std::vector<const LineRequest*> sorted;
+  sorted.reserve(lines.size());
+  for (const LineRequest& line : lines) sorted.push_back(&line);
   std::sort(sorted.begin(), sorted.end(),
-            [](const LineRequest& a, const LineRequest& b) { return a.key < b.key; });
-  return encodeLineRequests(sorted);
+            [](const LineRequest* a, const LineRequest* b) { return a->key < b->key; });
+  std::string out;
+  for (const LineRequest* line : sorted) appendLineRequest(out, line->key, line->qty);
+  return out;
+}
+
+std::string lineDigest(const RecordKey& key, std::int64_t qty) {
+  std::string out;
+  appendLineRequest(out, key, qty);
+  return out;
 }
 
 }  // namespace allot

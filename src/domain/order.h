@@ -98,6 +98,8 @@ struct AdjustRequest {
 // The order-insensitive identity of an order's lines: a retry with the same lines in
 // another order is the same order.
 [[nodiscard]] std::string linesDigest(const std::vector<LineRequest>& lines);
+// linesDigest of the one line {key, qty}, without building the vector.
+[[nodiscard]] std::string lineDigest(const RecordKey& key, std::int64_t qty);
 // The record part of a stored line: goods|warehouse|status|type|level.
 [[nodiscard]] std::string encodeLineRecord(const RecordKey& key);
 

@@ -385,13 +385,20 @@ class BatchSums {
   // is also the order event its order never sent: the orders row with the status and the
   // single line requested, and line_no 1 on the line, written by the line's own upsert.
   void addLine(const Event& event) {
-    auto& line = lines_[event.order_no + "|" + event.key.index()];
+    std::string line_name;
+    line_name.reserve(event.order_no.size() + 1 + event.key.indexSize());
+    line_name.append(event.order_no).append("|");
+    event.key.appendIndex(line_name);
+    auto& line = lines_[std::move(line_name)];
     line.event = &event;
     if (!event.fused()) return;
     line.line_no = 1;
-    auto& order = orders_[event.dept_no + "|" + event.order_no];
+    std::string order_name;
+    order_name.reserve(event.dept_no.size() + 1 + event.order_no.size());
+    order_name.append(event.dept_no).append("|").append(event.order_no);
+    auto& order = orders_[std::move(order_name)];
     setStatus(order, event, *orderStatusFromCode(event.status));  // A or S: decodeEvent checked
-    order.digest = linesDigest({LineRequest{event.key, event.allocated + event.shortage}});
+    order.digest = lineDigest(event.key, event.allocated + event.shortage);
   }
 
   // Writes the sums; a CHECK refusal is returned as Permanent (the caller falls back).
