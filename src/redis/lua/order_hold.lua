@@ -46,18 +46,19 @@ local held = {}  -- "order:allocated:shortage:status" of each order held now, fo
 
 local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_text, allow_shortage)
   local line = line_prefix .. '|' .. qty_text
-  local st = redis.call('HGET', order_key, 'st')
-  if st then
-    if st == 'R' then return 3 end
-    local digest = redis.call('HGET', order_key, 'dg') or redis.call('HGET', order_key, 'ln')
-    if digest ~= line then return 5 end
-    if st == 'P' then return '6:pending' end
-    return '2' .. st .. (redis.call('HGET', order_key, 'an') or '')
-  end
-  -- One lookup for both keys; which one exists is asked only when one does (rare).
-  if redis.call('EXISTS', tombstone_key, operate_key) > 0 then
+  -- One lookup for the three keys a new order must not have; which of them exists is asked
+  -- only when one does (a retry, a tombstone: rare on the hot path).
+  if redis.call('EXISTS', order_key, tombstone_key, operate_key) > 0 then
+    local st = redis.call('HGET', order_key, 'st')
+    if st then
+      if st == 'R' then return 3 end
+      local digest = redis.call('HGET', order_key, 'dg') or redis.call('HGET', order_key, 'ln')
+      if digest ~= line then return 5 end
+      if st == 'P' then return '6:pending' end
+      return '2' .. st .. (redis.call('HGET', order_key, 'an') or '')
+    end
     if redis.call('EXISTS', tombstone_key) == 1 then return 3 end
-    return '6:held'
+    if redis.call('EXISTS', operate_key) == 1 then return '6:held' end
   end
   if usable == nil then
     usable = redis.call('GET', KEYS[1])
