@@ -32,6 +32,8 @@ namespace {
 constexpr std::size_t kReadChunkBytes = 16 * 1024;
 // How long the answer to a request that could not be read may take to leave.
 constexpr std::chrono::seconds kFarewellTimeout{5};
+// How long a connection's input is still read and dropped after its last answer has left.
+constexpr std::chrono::seconds kLingerTimeout{5};
 
 std::string readFailureReason(const beast::error_code& error) {
   if (error == bhttp::error::body_limit) {
@@ -219,8 +221,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     asio::async_write(
         socket_, asio::buffer(out_),
         [self = shared_from_this(), keep_alive](const beast::error_code& error, std::size_t) {
-          if (error || !keep_alive) {
+          if (error) {
             self->close();
+            return;
+          }
+          if (!keep_alive) {
+            self->linger();
             return;
           }
           self->state_ = State::kReading;
@@ -243,6 +249,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
         self->close();
       }
     });
+  }
+
+  // The last answer has left: end our side, then read and drop what the peer still sends
+  // until it closes (or kLingerTimeout). Closing with its data unread would reset the
+  // connection, and a reset can destroy the answer before the peer has read it: a client
+  // still sending an oversized body would see a reset, not the 400 that says why.
+  void linger() {
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    state_ = State::kLingering;
+    deadline_ = Clock::now() + kLingerTimeout;
+    armTimer(kLingerTimeout);
+    drain();
+  }
+
+  void drain() {
+    buffer_.clear();
+    socket_.async_read_some(
+        buffer_.prepare(kReadChunkBytes),
+        [self = shared_from_this()](const beast::error_code& error, std::size_t) {
+          if (error || Clock::now() >= self->deadline_) {
+            self->close();  // the peer's end of stream (or reset), or time is up
+            return;
+          }
+          self->drain();
+        });
   }
 
   void close() {
@@ -268,7 +300,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool keep_alive_ = true;
   // Reading: waiting for (the rest of) a request, deadline_ is the idle timeout. Serving: a
   // call is answering it. Writing: the answer goes out, deadline_ bounds it.
-  enum class State { kReading, kServing, kWriting };
+  enum class State { kReading, kServing, kWriting, kLingering };
   State state_ = State::kReading;
 };
 
