@@ -1,5 +1,5 @@
 // The single-line fast path's script (lua/order_hold.lua) through RedisAsyncStore and its
-// pipelined AsyncConnection, against a real standalone Redis: each order is claimed, held and
+// pipelined AsyncConnection, against a real standalone Redis of the test's own: each order is claimed, held and
 // committed in one step and leaves exactly what the multi-step protocol leaves, so the other
 // scripts (replay, rollback, deduct) read it unchanged; what the script cannot finish it
 // leaves untouched.
@@ -25,10 +25,11 @@ using Kind = LineOrderOutcome::Kind;
 class AsyncStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    client_ = testing::connectRedis(testing::redisUrl());
+    ASSERT_FALSE(redis_.url().empty());
+    client_ = testing::connectRedis(redis_.url());
     ASSERT_NE(client_, nullptr);
     store_ = std::make_unique<redis::RedisStockStore>(*client_, redis::StoreOptions{3600, 30'000});
-    auto options = redis::parseRedisUrl(testing::redisUrl());
+    auto options = redis::parseRedisUrl(redis_.url());
     ASSERT_TRUE(options.has_value());
     auto node = redis::parseNodeAddress(options->seeds.front());
     ASSERT_TRUE(node.has_value());
@@ -101,6 +102,9 @@ class AsyncStoreTest : public ::testing::Test {
     return reply && reply->isString() ? reply->str : std::string("(nil)");
   }
 
+  // A server of this test's own: the checks below read the outbox exactly as the script left
+  // it, which another suite's write-back on the shared server could trim at any moment.
+  testing::PrivateRedis redis_;
   boost::asio::io_context io_{1};
   std::unique_ptr<redis::Client> client_;
   std::unique_ptr<redis::RedisStockStore> store_;
