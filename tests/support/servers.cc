@@ -67,11 +67,28 @@ PrivateRedis::PrivateRedis() {
   }
   const std::string url = "redis://127.0.0.1:" + port_text;
   const auto options = redis::parseRedisUrl(url);
+  if (!options) {
+    ADD_FAILURE() << url << ": " << options.error().message;
+    return;
+  }
+  // Ready once a server answers on the port and it is ours (its process id), not another one
+  // that took the port between pickFreePort and the bind, which would make ours exit.
+  const std::string our_pid = "process_id:" + std::to_string(pid_) + "\r\n";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (options && redis::Client::connect(*options).has_value()) {
-      url_ = url;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      ADD_FAILURE() << "the private redis-server exited at start (its log: " << dir_
+                    << "/redis.log)";
       return;
+    }
+    if (auto client = redis::Client::connect(*options); client) {
+      const auto info = (*client)->command("", {"INFO", "server"});
+      if (info && info->str.find(our_pid) != std::string::npos) {
+        url_ = url;
+        return;
+      }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
