@@ -14,7 +14,6 @@
 #include <array>
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
-#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -29,6 +28,7 @@
 #include <vector>
 
 #include "core/assert.h"
+#include "core/decimal.h"
 #include "core/limits.h"
 #include "core/percent_decode.h"
 
@@ -798,13 +798,6 @@ void putRecordFields(json::object& out, const RecordKey& key) {
 
 }  // namespace
 
-Result<PreallocateRequest> parsePreallocateRequest(std::string_view body) {
-  return guarded([&]() -> Result<PreallocateRequest> {
-    if (auto request = readPreallocateQuickly(body)) return std::move(*request);
-    return readObject(body, preallocateRequest);
-  });
-}
-
 namespace detail {
 
 std::optional<PreallocateRequest> parsePreallocateRequestInOnePass(std::string_view body) {
@@ -820,6 +813,11 @@ Result<PreallocateRequest> parsePreallocateRequestThoroughly(std::string_view bo
 }
 
 }  // namespace detail
+
+Result<PreallocateRequest> parsePreallocateRequest(std::string_view body) {
+  if (auto request = detail::parsePreallocateRequestInOnePass(body)) return std::move(*request);
+  return detail::parsePreallocateRequestThoroughly(body);
+}
 
 Result<OrderRef> parseOrderRefRequest(std::string_view body) {
   return guarded([&] { return readObject(body, orderRefRequest); });
@@ -904,9 +902,7 @@ void appendJsonField(std::string& out, std::string_view name, std::int64_t numbe
   out.push_back('"');
   out.append(name);
   out.append("\":");
-  std::array<char, 24> digits;
-  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), number).ptr;
-  out.append(digits.data(), end);
+  appendDecimal(out, number);
 }
 
 std::string orderText(const OrderAnswer& answer, bool with_replayed) {

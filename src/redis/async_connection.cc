@@ -8,8 +8,9 @@
 
 #include <array>
 #include <boost/asio.hpp>
-#include <charconv>
 #include <vector>
+
+#include "core/decimal.h"
 
 namespace allot::redis {
 
@@ -28,12 +29,6 @@ struct ReaderDeleter {
   void operator()(redisReader* reader) const { redisReaderFree(reader); }
 };
 using ReaderPtr = std::unique_ptr<redisReader, ReaderDeleter>;
-
-void appendDecimal(std::string& out, std::size_t value) {
-  std::array<char, 24> digits;
-  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
-  out.append(digits.data(), end);
-}
 
 // One command in RESP, the protocol's array of bulk strings (binary safe).
 void appendCommand(std::string& out, std::span<const std::string_view> argv) {

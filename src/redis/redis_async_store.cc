@@ -1,12 +1,12 @@
 #include "redis/redis_async_store.h"
 
-#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <charconv>
 #include <memory>
 
 #include "core/assert.h"
+#include "core/decimal.h"
 #include "core/limits.h"
 #include "redis/keys.h"
 #include "redis/scripts.h"
@@ -19,12 +19,6 @@ Error unexpected(const Reply& reply) {
   std::string message = "unexpected reply from order_hold";
   if (reply.isError()) message += ": " + reply.str;
   return Error{ErrorCode::kInternal, std::move(message)};
-}
-
-void appendInteger(std::string& out, std::int64_t value) {
-  std::array<char, 24> digits{};
-  const auto end = std::to_chars(digits.data(), digits.data() + digits.size(), value).ptr;
-  out.append(digits.data(), end);
 }
 
 bool isNoScript(const Reply& reply) { return reply.isError() && reply.str.starts_with("NOSCRIPT"); }
@@ -157,7 +151,7 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
   add(text(encodeLineRecord(key)));
   for (const auto& order : orders) {
     add(text(order.order_no));
-    add([&](std::string& out) { appendInteger(out, order.qty); });
+    add([&](std::string& out) { appendDecimal(out, order.qty); });
     add(text(order.allow_shortage ? "1" : "0"));
   }
   call->views.reserve(2 + spans.size());
