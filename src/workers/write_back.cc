@@ -61,6 +61,12 @@ Result<std::vector<mysql::OutboxEvent>> eventsOf(Result<redis::Reply>& reply,
   return decodeEntries(*reply);
 }
 
+// The read of up to `count` entries of `stream` after the entry `after` (exclusive).
+redis::RoutedCommand readAfter(const std::string& stream, const std::string& after,
+                               std::size_t count) {
+  return {stream, {"XRANGE", stream, "(" + after, "+", "COUNT", std::to_string(count)}};
+}
+
 }  // namespace
 
 WriteBack::WriteBack(redis::Client& client, mysql::WriteBackStore& store, WriteBackOptions options)
@@ -276,9 +282,7 @@ WriteBack::ReadAhead WriteBack::startReadAhead(
         read_ahead_events_ + (ahead.after.size() + 1) * options_.batch_events_max;
     if (events_max > kWriteBackRoundEventsMax) break;
     ahead.after.push_back(batch.events.back().id);
-    ahead.reads.push_back({batch.stream,
-                           {"XRANGE", batch.stream, "(" + ahead.after.back(), "+", "COUNT",
-                            std::to_string(options_.batch_events_max)}});
+    ahead.reads.push_back(readAfter(batch.stream, ahead.after.back(), options_.batch_events_max));
   }
   if (!ahead.reads.empty()) {
     ahead.replies = std::async(std::launch::async,
@@ -388,8 +392,7 @@ void WriteBack::readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& bat
   for (const auto& batch : batches) {
     const std::string& after =
         batch.events.empty() ? positions_.at(batch.stream) : batch.events.back().id;
-    reads.push_back(
-        {batch.stream, {"XRANGE", batch.stream, "(" + after, "+", "COUNT", std::to_string(count)}});
+    reads.push_back(readAfter(batch.stream, after, count));
   }
   auto replies = client_.pipeline(reads);
   std::vector<mysql::WriteBackStore::StreamBatch> read;
