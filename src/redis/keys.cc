@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "core/decimal.h"
 #include "redis/client.h"
 
 namespace allot::redis::keys {
@@ -53,15 +54,54 @@ std::string adjustRef(const RecordKey& key, std::string_view ref) {
   return withPrefix("aj:", key, ref);
 }
 
+unsigned orderBucketOf(std::string_view order_no) {
+  // Redis's own CRC16 of the order number (a tag inside it narrows the hash to the tag, which
+  // still gives every order one bucket).
+  return keyHashSlot(order_no) % kOrderBuckets;
+}
+
+namespace {
+
+// "<prefix>{<dept>|b<bucket>}"
+void appendBucketTag(std::string& out, std::string_view prefix, std::string_view dept_no,
+                     std::string_view order_no) {
+  out.append(prefix).append("{").append(dept_no).append("|b");
+  appendDecimal(out, orderBucketOf(order_no));
+  out.append("}");
+}
+
+constexpr std::string_view kOrderPrefix = "ord:";
+constexpr std::string_view kBucketPrefix = "os:";
+
+}  // namespace
+
 std::string order(const OrderRef& order) {
   std::string out;
-  out.reserve(order.dept_no.size() + order.order_no.size() + 7);
+  out.reserve(order.dept_no.size() + order.order_no.size() + 16);
   appendOrder(out, order.dept_no, order.order_no);
   return out;
 }
 
 void appendOrder(std::string& out, std::string_view dept_no, std::string_view order_no) {
-  out.append("ord:{").append(dept_no).append("|").append(order_no).append("}");
+  appendBucketTag(out, kOrderPrefix, dept_no, order_no);
+  out.append(":").append(order_no);
+}
+
+std::string orderBucket(const OrderRef& order) {
+  std::string out;
+  out.reserve(order.dept_no.size() + 12);
+  appendOrderBucket(out, order.dept_no, order.order_no);
+  return out;
+}
+
+void appendOrderBucket(std::string& out, std::string_view dept_no, std::string_view order_no) {
+  appendBucketTag(out, kBucketPrefix, dept_no, order_no);
+}
+
+std::array<std::string, 2> orderKeyPatterns(std::string_view dept_no) {
+  std::array<std::string, 2> patterns{std::string(kOrderPrefix), std::string(kBucketPrefix)};
+  for (auto& pattern : patterns) pattern.append("{").append(dept_no).append("|b*");
+  return patterns;
 }
 
 std::string outboxFor(std::string_view key_in_slot) {

@@ -6,10 +6,14 @@
 //   o:  operateKey of a deducted hold (per order)      rb: rollbackOperateKey (tombstone)
 //   dr: hSetrecord (deduction record)                  aj: adjust anti-duplicate (per ref)
 //   f:  route fence (the record moved to the MySQL path; no load may bring it back)
-//   ord: the order's own hash, tagged {dept|order_no}
+//   os:  the committed single-line orders of the fast path, many to a hash (a bucket): field
+//        order_no -> "<st><allocated>:<shortage>:<line>"; tagged {dept|b<bucket>}
+//   ord: an order's own hash (multi-line, pending, ended or loaded orders), in its bucket's
+//        slot: ord:{dept|b<bucket>}:<order_no>
 //   ob: the outbox stream of one hash slot, tagged with slotTag(slot)
 #pragma once
 
+#include <array>
 #include <string>
 #include <string_view>
 
@@ -31,12 +35,22 @@ namespace allot::redis::keys {
 [[nodiscard]] std::string deductionRecord(const RecordKey& key);
 [[nodiscard]] std::string fence(const RecordKey& key);
 [[nodiscard]] std::string adjustRef(const RecordKey& key, std::string_view ref);
+// Orders are spread over kOrderBuckets buckets per merchant by a hash of the order_no. An
+// order's own hash and its bucket share a hash tag, so one script may move an order from one
+// to the other in Redis Cluster too. The count is part of the layout: changing it loses track
+// of the orders already in Redis.
+inline constexpr unsigned kOrderBuckets = 8192;
+[[nodiscard]] unsigned orderBucketOf(std::string_view order_no);
 [[nodiscard]] std::string order(const OrderRef& order);
+[[nodiscard]] std::string orderBucket(const OrderRef& order);
+// The SCAN patterns of a merchant's order keys: its own hashes and its buckets.
+[[nodiscard]] std::array<std::string, 2> orderKeyPatterns(std::string_view dept_no);
 // The same three keys appended to `out`, from the record's index() computed once: for a batch
 // whose arguments are written into one buffer.
 void appendOperate(std::string& out, std::string_view index, std::string_view order_no);
 void appendRollbackTombstone(std::string& out, std::string_view index, std::string_view order_no);
 void appendOrder(std::string& out, std::string_view dept_no, std::string_view order_no);
+void appendOrderBucket(std::string& out, std::string_view dept_no, std::string_view order_no);
 // The outbox stream in the same hash slot as `key_in_slot`.
 [[nodiscard]] std::string outboxFor(std::string_view key_in_slot);
 // The outbox stream of one slot; the write-back reads these.

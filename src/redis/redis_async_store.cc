@@ -121,9 +121,9 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
   const std::string index = key.index();
   const std::string usable = keys::usable(key);
   const std::string stream = keys::outboxFor(usable);
-  const std::size_t key_count = 5 + 3 * orders.size();
+  const std::size_t key_count = 5 + 4 * orders.size();
   std::string& arena = call->arena;
-  arena.reserve(256 + 4 * index.size() + orders.size() * (3 * index.size() + 96));
+  arena.reserve(256 + 4 * index.size() + orders.size() * (2 * index.size() + 2 * key.dept_no.size() + 128));
   std::vector<std::pair<std::size_t, std::size_t>> spans;  // (offset, length) in the arena
   spans.reserve(key_count + 4 + 3 * orders.size());
   // Appends one argument, written by `write` into the arena.
@@ -145,6 +145,7 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
     add([&](std::string& out) { keys::appendOperate(out, index, order.order_no); });
     add([&](std::string& out) { keys::appendRollbackTombstone(out, index, order.order_no); });
     add([&](std::string& out) { keys::appendOrder(out, key.dept_no, order.order_no); });
+    add([&](std::string& out) { keys::appendOrderBucket(out, key.dept_no, order.order_no); });
   }
   add(text(index));
   add(text(key.dept_no));

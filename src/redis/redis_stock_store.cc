@@ -72,6 +72,7 @@ struct RedisStockStore::Scripts {
   const Script& ping = embeddedScript("ping.lua");
   const Script& record_evict = embeddedScript("record_evict.lua");
   const Script& order_load = embeddedScript("order_load.lua");
+  const Script& order_read = embeddedScript("order_read.lua");
   const Script& line_load = embeddedScript("line_load.lua");
 };
 
@@ -98,9 +99,10 @@ Result<ClaimOutcome> RedisStockStore::claimOrder(const OrderRef& order,
                                                  const std::string& lines_blob,
                                                  const std::string& digest,
                                                  const std::string& token, std::int64_t now_ms) {
-  ALLOT_TRY(reply, client_.evalScript(scripts_->order_claim, {keys::order(order)},
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_claim,
+                                      {keys::order(order), keys::orderBucket(order)},
                                       {lines_blob, digest, token, decimal(now_ms),
-                                       decimal(options_.order_lease_ms)}));
+                                       decimal(options_.order_lease_ms), order.order_no}));
   ALLOT_TRY(elements, arrayOf("order_claim", reply, 3));
   ClaimOutcome outcome;
   switch (integerAt(*elements, 0)) {
@@ -145,9 +147,10 @@ Result<EndOutcome> RedisStockStore::endOrder(const OrderRef& order, ReleaseKind 
   ALLOT_ASSERT(kind != ReleaseKind::kUndo);
   const auto key = keys::order(order);
   ALLOT_TRY(reply,
-            evalAppending(scripts_->order_end, {key, keys::outboxFor(key)},
+            evalAppending(scripts_->order_end, {key, keys::outboxFor(key), keys::orderBucket(order)},
                           {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
-                           order.dept_no, order.order_no}));
+                           order.dept_no, order.order_no},
+                          /*stream_at=*/1));
   ALLOT_TRY(elements, arrayOf("order_end", reply, 3));
   EndOutcome outcome;
   switch (integerAt(*elements, 0)) {
@@ -172,12 +175,13 @@ Result<void> RedisStockStore::markOrderReleased(const OrderRef& order) {
 }
 
 Result<std::optional<StoredOrder>> RedisStockStore::readOrder(const OrderRef& order) {
-  const auto key = keys::order(order);
-  ALLOT_TRY(reply, client_.command(key, {"HMGET", key, "st", "ln", "an"}));
-  ALLOT_TRY(elements, arrayOf("HMGET order", reply, 3));
+  ALLOT_TRY(reply, client_.evalScript(scripts_->order_read,
+                                      {keys::order(order), keys::orderBucket(order)},
+                                      {order.order_no}));
+  ALLOT_TRY(elements, arrayOf("order_read", reply, 3));
   if ((*elements)[0].isNil()) return std::optional<StoredOrder>();
   const auto status = orderStatusFromCode(stringAt(*elements, 0));
-  if (!status) return std::unexpected(unexpected("HMGET order", reply));
+  if (!status) return std::unexpected(unexpected("order_read", reply));
   return std::optional<StoredOrder>(
       StoredOrder{*status, stringAt(*elements, 1), stringAt(*elements, 2)});
 }
@@ -399,9 +403,9 @@ Result<void> RedisStockStore::loadOrder(const OrderRef& order, OrderStatus statu
     return line.state == LoadedLine::State::kHeld;
   });
   ALLOT_TRY(reply, client_.evalScript(
-                       scripts_->order_load, {keys::order(order)},
+                       scripts_->order_load, {keys::order(order), keys::orderBucket(order)},
                        {std::string(1, orderStatusCode(status)), lines_blob, digest, answer_blob,
-                        !live && released ? "1" : "0", live ? "0" : retention}));
+                        !live && released ? "1" : "0", live ? "0" : retention, order.order_no}));
   if (!reply.isInteger() || reply.integer != 1) {
     return std::unexpected(unexpected("order_load", reply));
   }

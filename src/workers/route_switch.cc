@@ -160,8 +160,10 @@ Result<void> RouteSwitch::toMysql(const std::string& dept_no) {
     if (counters) evicted.push_back(RecordRow{record.key, *counters});
     return {};
   }));
-  ALLOT_TRY(orders, write_back_.scanKeys(redis::keys::order(OrderRef{dept_no, "*"})));
-  for (const auto& order : orders) streams.insert(redis::keys::outboxFor(order));
+  for (const auto& pattern : redis::keys::orderKeyPatterns(dept_no)) {
+    ALLOT_TRY(orders, write_back_.scanKeys(pattern));
+    for (const auto& order : orders) streams.insert(redis::keys::outboxFor(order));
+  }
   if (!write_back_.drainAppendedBefore(streams,
                                        std::chrono::steady_clock::now() + options_.drain_timeout)) {
     return fail(ErrorCode::kUnavailable, "the write-back did not drain within " +

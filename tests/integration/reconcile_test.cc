@@ -309,7 +309,7 @@ TEST_F(ReconcileTest, FusedHoldsNotYetWrittenBackAreLagNotDrift) {
   // span the record's and the orders' slots).
   std::vector<std::string> argv{"EVAL",
                                 std::string(redis::embeddedScript("order_hold.lua").body()),
-                                "11",
+                                "13",
                                 redis::keys::usable(key),
                                 redis::keys::subtracted(key),
                                 redis::keys::ullage(key),
@@ -319,6 +319,7 @@ TEST_F(ReconcileTest, FusedHoldsNotYetWrittenBackAreLagNotDrift) {
     argv.push_back(redis::keys::operate(key, order));
     argv.push_back(redis::keys::rollbackTombstone(key, order));
     argv.push_back(redis::keys::order(OrderRef{dept_, order}));
+    argv.push_back(redis::keys::orderBucket(OrderRef{dept_, order}));
   }
   argv.insert(argv.end(),
               {key.index(), dept_, encodeLineRecord(key), "F1", "1", "0", "F2", "4", "1"});

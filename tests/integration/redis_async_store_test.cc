@@ -124,13 +124,19 @@ TEST_F(AsyncStoreTest, HoldsAndCommitsEachOrderAsTheMultiStepProtocolWould) {
   EXPECT_EQ(outcomes[1].kind, Kind::kHeld);
   EXPECT_EQ(outcomes[1].allocated, 3);
   EXPECT_EQ(read(key), (Quantities{10, 7, 0}));
-  // What order_claim + hold + order_commit leave: the order hash, the anti-duplicate key.
-  const auto order_key = redis::keys::order(OrderRef{dept_, "O1"});
-  EXPECT_EQ(hashField(order_key, "st"), "A");
-  EXPECT_EQ(hashField(order_key, "ln"), "G1|W1|1|1|A|4");
-  EXPECT_EQ(hashField(order_key, "an"), "G1|W1|1|1|A|4|4|0");
-  EXPECT_EQ(hashField(order_key, "tk"), "(nil)");
+  // What order_claim + hold + order_commit leave, but for the order's state: that is one
+  // field of its bucket ("<st><allocated>:<shortage>:<line>"), and no hash of its own.
+  const OrderRef o1{dept_, "O1"};
+  const auto order_key = redis::keys::order(o1);
+  const auto bucket = redis::keys::orderBucket(o1);
+  EXPECT_EQ(hashField(bucket, "O1"), "A4:0:G1|W1|1|1|A|4");
+  EXPECT_EQ(hashField(order_key, "st"), "(nil)");
   EXPECT_EQ(hashField(redis::keys::holds(key), "O1"), "4:0");
+  const auto stored = store_->readOrder(o1);
+  ASSERT_TRUE(stored.has_value() && stored->has_value());
+  EXPECT_EQ((*stored)->status, OrderStatus::kAllocated);
+  EXPECT_EQ((*stored)->lines_blob, "G1|W1|1|1|A|4");
+  EXPECT_EQ((*stored)->answer_blob, "G1|W1|1|1|A|4|4|0");
   // One outbox entry for the call, in the record's stream, carrying each order's state.
   const auto entries = holdsEntries(key);
   ASSERT_EQ(entries.size(), 1u);
@@ -146,8 +152,22 @@ TEST_F(AsyncStoreTest, HoldsAndCommitsEachOrderAsTheMultiStepProtocolWould) {
   ASSERT_TRUE(ended.has_value());
   EXPECT_EQ(ended->kind, EndOutcome::Kind::kStarted);
   EXPECT_EQ(ended->lines_blob, "G1|W1|1|1|A|4");
+  // The ended order left its bucket for a hash of its own, which can expire.
+  EXPECT_EQ(hashField(bucket, "O1"), "(nil)");
+  EXPECT_EQ(hashField(order_key, "st"), "R");
+  EXPECT_EQ(hashField(order_key, "an"), "G1|W1|1|1|A|4|4|0");
   EXPECT_TRUE(store_->release(key, "O1", ReleaseKind::kRollback)->released);
+  ASSERT_TRUE(store_->markOrderReleased(o1).has_value());
+  EXPECT_GT(client_->command(order_key, {"TTL", order_key})->integer, 0);
   EXPECT_EQ(read(key), (Quantities{10, 3, 0}));
+  EXPECT_EQ(store_->endOrder(o1, ReleaseKind::kRollback)->kind, EndOutcome::Kind::kReplay);
+  EXPECT_EQ(called(key, {{"O1", 4, false}})[0].kind, Kind::kRolledBack);
+  // A deduct moves its order out of the bucket the same way.
+  const OrderRef o2{dept_, "O2"};
+  ASSERT_EQ(store_->endOrder(o2, ReleaseKind::kDeduct)->kind, EndOutcome::Kind::kStarted);
+  EXPECT_EQ(hashField(redis::keys::orderBucket(o2), "O2"), "(nil)");
+  EXPECT_EQ(hashField(redis::keys::order(o2), "st"), "D");
+  EXPECT_EQ(store_->readOrder(o2)->value().status, OrderStatus::kDeducted);
 }
 
 TEST_F(AsyncStoreTest, ARetryReplaysAndOtherLinesConflict) {
@@ -187,6 +207,7 @@ TEST_F(AsyncStoreTest, TombstonesRefuseAndNothingIsHeld) {
   EXPECT_EQ(outcomes[1].kind, Kind::kRolledBack);
   EXPECT_EQ(read(key), (Quantities{10, 0, 0}));
   EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "R2"}), "st"), "(nil)");
+  EXPECT_EQ(hashField(redis::keys::orderBucket(OrderRef{dept_, "R2"}), "R2"), "(nil)");
   EXPECT_TRUE(holdsEntries(key).empty()) << "a call that held nothing appends nothing";
 }
 
@@ -205,8 +226,9 @@ TEST_F(AsyncStoreTest, ShortageAndRefusalFollowTheHoldRules) {
   EXPECT_EQ(outcomes[3].kind, Kind::kInsufficient);
   EXPECT_EQ(outcomes[3].available, 0);
   EXPECT_EQ(read(key), (Quantities{5, 5, 2}));
-  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "N2"}), "st"), "(nil)");
-  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "N3"}), "an"), "G1|W1|1|1|A|3|1|2");
+  EXPECT_EQ(hashField(redis::keys::orderBucket(OrderRef{dept_, "N2"}), "N2"), "(nil)");
+  EXPECT_EQ(hashField(redis::keys::orderBucket(OrderRef{dept_, "N3"}), "N3"), "S1:2:G1|W1|1|1|A|3");
+  EXPECT_EQ(store_->readOrder(OrderRef{dept_, "N3"})->value().answer_blob, "G1|W1|1|1|A|3|1|2");
   EXPECT_EQ(heldBatches(key), (std::vector<std::string>{"N1:4:0:A,N3:1:2:S"}));
 }
 
@@ -215,7 +237,7 @@ TEST_F(AsyncStoreTest, WhatOnlyTheMultiStepProtocolCanFinishIsLeftUntouched) {
   const auto unloaded = called(key, {{"U1", 1, false}});
   EXPECT_EQ(unloaded[0].kind, Kind::kSlow);
   EXPECT_EQ(unloaded[0].reason, "unloaded");
-  EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "U1"}), "st"), "(nil)");
+  EXPECT_FALSE(store_->readOrder(OrderRef{dept_, "U1"})->has_value());
   load(key, 10);
   // Another caller's claim in progress, with the same line.
   ASSERT_EQ(

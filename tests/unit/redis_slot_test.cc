@@ -3,6 +3,7 @@
 // values come from a real Redis 7 (CLUSTER KEYSLOT) and from FIPS 180 / Python's hashlib.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "redis/client.h"
 #include "redis/cluster_routing.h"
 #include "redis/connection.h"
+#include "redis/keys.h"
 #include "redis/sha1.h"
 
 namespace allot::redis {
@@ -61,6 +63,30 @@ TEST(SlotTag, EverySlotHasAShortBraceFreeTagThatHashesToIt) {
     ASSERT_EQ(keyHashSlot("outbox:{" + tag + "}"), s) << "tag '" << tag << "'";
   }
   EXPECT_EQ(&slotTag(42), &slotTag(42)) << "the table is built once";
+}
+
+// An order's own hash and its bucket share a slot (one script moves an order between them),
+// and order numbers spread evenly over the buckets, so a bucket stays a small listpack.
+TEST(OrderKeys, TheOwnHashAndTheBucketShareASlotAndBucketsFillEvenly) {
+  const OrderRef order{"EBU0001", "ORD0000000042"};
+  const auto bucket = std::to_string(keys::orderBucketOf(order.order_no));
+  EXPECT_EQ(keys::order(order), "ord:{EBU0001|b" + bucket + "}:ORD0000000042");
+  EXPECT_EQ(keys::orderBucket(order), "os:{EBU0001|b" + bucket + "}");
+  EXPECT_EQ(keys::orderKeyPatterns("EBU0001")[0], "ord:{EBU0001|b*");
+  EXPECT_EQ(keys::orderKeyPatterns("EBU0001")[1], "os:{EBU0001|b*");
+  std::vector<int> filled(keys::kOrderBuckets, 0);
+  constexpr int kOrders = 100000;
+  for (int i = 0; i < kOrders; ++i) {
+    const OrderRef each{"D", "ORD" + std::to_string(1000000 + i)};
+    ASSERT_EQ(keyHashSlot(keys::order(each)), keyHashSlot(keys::orderBucket(each))) << i;
+    const auto b = keys::orderBucketOf(each.order_no);
+    ASSERT_LT(b, keys::kOrderBuckets);
+    ++filled[b];
+  }
+  // 12.2 orders a bucket on average; a fair hash keeps the fullest far below 128 (the
+  // default hash-max-listpack-entries) and leaves hardly any bucket empty.
+  EXPECT_LT(*std::max_element(filled.begin(), filled.end()), 40);
+  EXPECT_LT(std::count(filled.begin(), filled.end(), 0), 20);
 }
 
 TEST(Sha1, KnownVectors) {

@@ -1,9 +1,13 @@
 -- order_end.lua: moves an order to rolled_back or deducted, the first step of both; the
 -- caller then releases each line (release.lua) and marks the order released.
 --
--- KEYS[1] ord:{dept|order}  KEYS[2] ob:{slot} outbox stream of the order's slot
+-- KEYS[1] ord:{dept|b<n>}:<order>  KEYS[2] ob:{slot} outbox stream of the order's slot
+-- KEYS[3] os:{dept|b<n>} the order's bucket (order_claim.lua has both layouts)
 -- ARGV[1] kind "rollback" | "deduct"  ARGV[2] retention seconds  ARGV[3] dept_no
 -- ARGV[4] order_no
+--
+-- An order in its bucket moves to its own hash first (the same fields order_commit.lua
+-- leaves), since an ended order must expire and a hash field cannot.
 --
 -- Returns {code, lines, released}:
 --   1 started now (lines to release); 2 replay: already in that state (lines, released 0|1);
@@ -12,6 +16,15 @@
 -- A rollback of an unknown order leaves a bare tombstone (no lines) so that a late
 -- pre-allocation of the same order_no is refused: no hanging hold.
 local st = redis.call('HGET', KEYS[1], 'st')
+if not st then
+  local packed = redis.call('HGET', KEYS[3], ARGV[4])
+  if packed then
+    local a, s, ln
+    st, a, s, ln = string.match(packed, '^(%a)(%d+):(%d+):(.*)$')
+    redis.call('HDEL', KEYS[3], ARGV[4])
+    redis.call('HSET', KEYS[1], 'st', st, 'ln', ln, 'an', ln .. '|' .. a .. '|' .. s)
+  end
+end
 local rollback = ARGV[1] == 'rollback'
 local function event(status)
   redis.call('XADD', KEYS[2], '*', 'e', 'order', 'd', ARGV[3], 'o', ARGV[4], 'st', status,

@@ -6,14 +6,19 @@
 -- It touches the record's keys and the orders' own hashes, which live in other hash slots,
 -- so it is only used on standalone Redis (one server owns every slot); Redis Cluster takes
 -- the multi-step protocol. It leaves exactly the keys the three scripts would have left after
--- an uncontended run: the order hash (st, ln, an; never pending), the anti-duplicate entry,
--- the counters, and the outbox event, so every other script reads its orders unchanged.
+-- an uncontended run, but for the order's state: the anti-duplicate entry, the counters and
+-- the outbox event, and the order as one field of its bucket (os:, many orders to a hash: a
+-- key per order costs more than the rest of the hold together). The scripts that read orders
+-- (order_claim, order_end, order_load, order_read) look in the order's own hash and then in
+-- its bucket, and an order that ends leaves its bucket for an own hash that can expire.
 --
 -- KEYS[1] u:{rec}  KEYS[2] s:{rec}  KEYS[3] l:{rec}   usable, subtracted, ullage
 -- KEYS[4] h:{rec}   the live holds (order -> "allocated:shortage")
 -- KEYS[5] ob:{slot}  the outbox stream of the record's slot
--- KEYS[3i+3], KEYS[3i+4], KEYS[3i+5]  o:{rec}:<order>, rb:{rec}:<order>, ord:{dept|order} of
---                                     order i (i = 1 .. N)
+-- KEYS[4i+2] .. KEYS[4i+5]  o:{rec}:<order>, rb:{rec}:<order>, the order's own hash
+--                           ord:{dept|b<n>}:<order> and its bucket os:{dept|b<n>}, of order i
+--                           (i = 1 .. N); the bucket's field order -> "<st><a>:<s>:<line>"
+--                           (status letter, allocated, shortage, the stored line)
 -- ARGV[1] record index  ARGV[2] dept_no
 -- ARGV[3] the record part of a stored line: goods|warehouse|status|type|level
 -- ARGV[3i+1], ARGV[3i+2], ARGV[3i+3]  order_no, qty, allow_shortage "0" | "1" of order i
@@ -44,8 +49,16 @@ local usable = nil  -- read at the first order that needs it
 local taken, short = 0, 0
 local held = {}  -- "order:allocated:shortage:status" of each order held now, for the outbox
 
-local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_text, allow_shortage)
+local function orderOne(operate_key, tombstone_key, order_key, bucket_key, order_no, qty_text,
+                        allow_shortage)
   local line = line_prefix .. '|' .. qty_text
+  -- A retry of an order this script committed finds it in its bucket.
+  local packed = redis.call('HGET', bucket_key, order_no)
+  if packed then
+    local st, a, s, ln = string.match(packed, '^(%a)(%d+):(%d+):(.*)$')
+    if ln ~= line then return 5 end
+    return '2' .. st .. ln .. '|' .. a .. '|' .. s
+  end
   -- One lookup for the three keys a new order must not have; which of them exists is asked
   -- only when one does (a retry, a tombstone: rare on the hot path).
   if redis.call('EXISTS', order_key, tombstone_key, operate_key) > 0 then
@@ -90,8 +103,8 @@ local function orderOne(operate_key, tombstone_key, order_key, order_no, qty_tex
   taken = taken + allocated
   short = short + shortage
   local status = shortage > 0 and 'S' or 'A'
-  redis.call('HSET', order_key, 'st', status, 'ln', line,
-             'an', line .. '|' .. allocated_text .. '|' .. shortage_text)
+  redis.call('HSET', bucket_key, order_no,
+             status .. allocated_text .. ':' .. shortage_text .. ':' .. line)
   held[#held + 1] = order_no .. ':' .. allocated_text .. ':' .. shortage_text .. ':' .. status
   if shortage > 0 then return '1:' .. allocated_text .. ':' .. shortage_text end
   return 1
@@ -100,8 +113,9 @@ end
 local answers = {}
 local count = (#ARGV - 3) / 3
 for i = 1, count do
-  local k, a = 3 * i + 3, 3 * i + 1
-  answers[i] = orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], ARGV[a + 1], ARGV[a + 2])
+  local k, a = 4 * i + 2, 3 * i + 1
+  answers[i] = orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1],
+                        ARGV[a + 2])
 end
 if taken > 0 then
   redis.call('DECRBY', KEYS[1], int(taken))
