@@ -64,9 +64,9 @@ namespace {
 
 // "<prefix>{<dept>|b<bucket>}"
 void appendBucketTag(std::string& out, std::string_view prefix, std::string_view dept_no,
-                     std::string_view order_no) {
+                     unsigned bucket) {
   out.append(prefix).append("{").append(dept_no).append("|b");
-  appendDecimal(out, orderBucketOf(order_no));
+  appendDecimal(out, bucket);
   out.append("}");
 }
 
@@ -83,7 +83,7 @@ std::string order(const OrderRef& order) {
 }
 
 void appendOrder(std::string& out, std::string_view dept_no, std::string_view order_no) {
-  appendBucketTag(out, kOrderPrefix, dept_no, order_no);
+  appendBucketTag(out, kOrderPrefix, dept_no, orderBucketOf(order_no));
   out.append(":").append(order_no);
 }
 
@@ -95,13 +95,13 @@ std::string orderBucket(const OrderRef& order) {
 }
 
 void appendOrderBucket(std::string& out, std::string_view dept_no, std::string_view order_no) {
-  appendBucketTag(out, kBucketPrefix, dept_no, order_no);
+  appendBucketTag(out, kBucketPrefix, dept_no, orderBucketOf(order_no));
 }
 
-std::array<std::string, 2> orderKeyPatterns(std::string_view dept_no) {
-  std::array<std::string, 2> patterns{std::string(kOrderPrefix), std::string(kBucketPrefix)};
-  for (auto& pattern : patterns) pattern.append("{").append(dept_no).append("|b*");
-  return patterns;
+std::string orderBucketAt(std::string_view dept_no, unsigned bucket) {
+  std::string out;
+  appendBucketTag(out, kBucketPrefix, dept_no, bucket);
+  return out;
 }
 
 std::string outboxFor(std::string_view key_in_slot) {

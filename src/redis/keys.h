@@ -13,7 +13,6 @@
 //   ob: the outbox stream of one hash slot, tagged with slotTag(slot)
 #pragma once
 
-#include <array>
 #include <string>
 #include <string_view>
 
@@ -43,8 +42,8 @@ inline constexpr unsigned kOrderBuckets = 8192;
 [[nodiscard]] unsigned orderBucketOf(std::string_view order_no);
 [[nodiscard]] std::string order(const OrderRef& order);
 [[nodiscard]] std::string orderBucket(const OrderRef& order);
-// The SCAN patterns of a merchant's order keys: its own hashes and its buckets.
-[[nodiscard]] std::array<std::string, 2> orderKeyPatterns(std::string_view dept_no);
+// Bucket number `bucket` of a merchant (< kOrderBuckets): its slot is that of every order in it.
+[[nodiscard]] std::string orderBucketAt(std::string_view dept_no, unsigned bucket);
 // The same three keys appended to `out`, from the record's index() computed once: for a batch
 // whose arguments are written into one buffer.
 void appendOperate(std::string& out, std::string_view index, std::string_view order_no);

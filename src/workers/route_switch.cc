@@ -160,9 +160,9 @@ Result<void> RouteSwitch::toMysql(const std::string& dept_no) {
     if (counters) evicted.push_back(RecordRow{record.key, *counters});
     return {};
   }));
-  for (const auto& pattern : redis::keys::orderKeyPatterns(dept_no)) {
-    ALLOT_TRY(orders, write_back_.scanKeys(pattern));
-    for (const auto& order : orders) streams.insert(redis::keys::outboxFor(order));
+  // Every order of the merchant is in one of its buckets' slots: no SCAN of the keyspace.
+  for (unsigned bucket = 0; bucket < redis::keys::kOrderBuckets; ++bucket) {
+    streams.insert(redis::keys::outboxFor(redis::keys::orderBucketAt(dept_no, bucket)));
   }
   if (!write_back_.drainAppendedBefore(streams,
                                        std::chrono::steady_clock::now() + options_.drain_timeout)) {

@@ -260,6 +260,36 @@ TEST_F(AsyncStoreTest, WhatOnlyTheMultiStepProtocolCanFinishIsLeftUntouched) {
   EXPECT_EQ(hashField(redis::keys::order(OrderRef{dept_, "P1"}), "st"), "P");
 }
 
+// An order in its bucket is replaced by what the database has (a route switch back to
+// Redis), and a bucket field that does not parse is refused before anything is written.
+TEST_F(AsyncStoreTest, ALoadReplacesABucketedOrderAndACorruptFieldLosesNothing) {
+  const auto key = record("G1");
+  load(key, 10);
+  ASSERT_EQ(called(key, {{"L1", 2, false}})[0].kind, Kind::kHeld);
+  const OrderRef l1{dept_, "L1"};
+  ASSERT_TRUE(store_->loadOrder(l1, OrderStatus::kDeducted, "G1|W1|1|1|A|2", "G1|W1|1|1|A|2",
+                                "G1|W1|1|1|A|2|2|0",
+                                {{key, 2, 0, redis::RedisStockStore::LoadedLine::State::kDeducted}})
+                  .has_value());
+  EXPECT_EQ(hashField(redis::keys::orderBucket(l1), "L1"), "(nil)");
+  EXPECT_EQ(hashField(redis::keys::order(l1), "st"), "D");
+  EXPECT_EQ(store_->readOrder(l1)->value().status, OrderStatus::kDeducted);
+  EXPECT_EQ(called(key, {{"L1", 2, false}})[0].kind, Kind::kReplay);
+
+  const OrderRef bad{dept_, "C1"};
+  const auto bucket = redis::keys::orderBucket(bad);
+  ASSERT_TRUE(client_->command(bucket, {"HSET", bucket, "C1", "garbage"}).has_value());
+  EXPECT_FALSE(store_->endOrder(bad, ReleaseKind::kRollback).has_value());
+  EXPECT_FALSE(store_->readOrder(bad).has_value());
+  EXPECT_FALSE(store_->claimOrder(bad, "G1|W1|1|1|A|1", "G1|W1|1|1|A|1", "t", 0).has_value());
+  const auto outcome = called(key, {{"C1", 1, false}});
+  EXPECT_EQ(outcome[0].kind, Kind::kSlow);
+  EXPECT_EQ(outcome[0].reason, "corrupt");
+  EXPECT_EQ(hashField(bucket, "C1"), "garbage") << "nothing was written over it";
+  EXPECT_EQ(hashField(redis::keys::order(bad), "st"), "(nil)");
+  EXPECT_EQ(read(key), (Quantities{10, 2, 0}));
+}
+
 TEST_F(AsyncStoreTest, AFlushedScriptCacheIsTransparent) {
   const auto key = record("G1");
   load(key, 10);

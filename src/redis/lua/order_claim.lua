@@ -26,6 +26,9 @@ if not st then
   local packed = redis.call('HGET', KEYS[2], ARGV[6])
   if packed then
     local status, a, s, ln = string.match(packed, '^(%a)(%d+):(%d+):(.*)$')
+    if not status then
+      return redis.error_reply('ALLOT_CORRUPT the field of ' .. ARGV[6] .. ' in ' .. KEYS[2])
+    end
     if ln ~= ARGV[2] then return {5, status, ''} end
     return {2, status, ln .. '|' .. a .. '|' .. s}
   end

@@ -21,8 +21,12 @@ if not st then
   if packed then
     local a, s, ln
     st, a, s, ln = string.match(packed, '^(%a)(%d+):(%d+):(.*)$')
-    redis.call('HDEL', KEYS[3], ARGV[4])
+    -- Checked before anything is written: Redis keeps a script's writes when it then fails.
+    if not st then
+      return redis.error_reply('ALLOT_CORRUPT the field of ' .. ARGV[4] .. ' in ' .. KEYS[3])
+    end
     redis.call('HSET', KEYS[1], 'st', st, 'ln', ln, 'an', ln .. '|' .. a .. '|' .. s)
+    redis.call('HDEL', KEYS[3], ARGV[4])
   end
 end
 local rollback = ARGV[1] == 'rollback'

@@ -33,7 +33,8 @@
 --   3          rolled back (a tombstone);   5  conflict: the order exists with other lines;
 --   "6:why"    not for this script, nothing changed: the caller takes the multi-step
 --              protocol (why: "pending" another caller holds a claim, "held" a hold without
---              its order, "unloaded" the record is not in Redis).
+--              its order, "unloaded" the record is not in Redis, "corrupt" the order's field
+--              in its bucket does not parse).
 --
 -- The outbox gets one `holds` entry per call in the record's stream, b = the orders held now
 -- as "order:allocated:shortage:status" joined by ',' (none of ':' and ',' can occur in an
@@ -43,25 +44,43 @@
 local function int(n) return string.format('%d', n) end
 
 local record_index, dept_no, line_prefix = ARGV[1], ARGV[2], ARGV[3]
+local count = (#ARGV - 3) / 3
+-- What each order would otherwise ask on its own is asked once for the whole call, since
+-- every redis.call costs a few microseconds whatever it does (docs/bench.md):
+-- * one EXISTS of every order's own hash, tombstone and hold key: on the hot path none
+--   exists, and then no order asks again;
+-- * one HMGET of the orders' live-hold entries, and one HSET of the new ones at the end.
+-- Both stay true through the call: this script writes none of those keys, and an order given
+-- twice finds its first occurrence in its bucket, which is written at once.
 -- The record's counters are read once and written once per call: no other command runs
 -- between the orders of one script, so the sums are what order-by-order writes would leave.
+local lookups, order_nos = {}, {}
+for i = 1, count do
+  local k = 4 * i + 2
+  lookups[3 * i - 2], lookups[3 * i - 1], lookups[3 * i] = KEYS[k + 2], KEYS[k + 1], KEYS[k]
+  order_nos[i] = ARGV[3 * i + 1]
+end
+local some_exist = redis.call('EXISTS', unpack(lookups)) > 0
+local prior_holds = redis.call('HMGET', KEYS[4], unpack(order_nos))
 local usable = nil  -- read at the first order that needs it
 local taken, short = 0, 0
-local held = {}  -- "order:allocated:shortage:status" of each order held now, for the outbox
+local held = {}     -- "order:allocated:shortage:status" of each order held now, for the outbox
+local entries = {}  -- order, "allocated:shortage", ... of each order held now, for h:
 
-local function orderOne(operate_key, tombstone_key, order_key, bucket_key, order_no, qty_text,
+local function orderOne(i, operate_key, tombstone_key, order_key, bucket_key, order_no, qty_text,
                         allow_shortage)
   local line = line_prefix .. '|' .. qty_text
   -- A retry of an order this script committed finds it in its bucket.
   local packed = redis.call('HGET', bucket_key, order_no)
   if packed then
     local st, a, s, ln = string.match(packed, '^(%a)(%d+):(%d+):(.*)$')
+    if not st then return '6:corrupt' end  -- order_claim.lua refuses it with an error
     if ln ~= line then return 5 end
     return '2' .. st .. ln .. '|' .. a .. '|' .. s
   end
-  -- One lookup for the three keys a new order must not have; which of them exists is asked
-  -- only when one does (a retry, a tombstone: rare on the hot path).
-  if redis.call('EXISTS', order_key, tombstone_key, operate_key) > 0 then
+  -- Which of the three keys a new order must not have exists is asked only when one of any
+  -- order's does (a tombstone, an order of the multi-step protocol: rare on the hot path).
+  if some_exist and redis.call('EXISTS', order_key, tombstone_key, operate_key) > 0 then
     local st = redis.call('HGET', order_key, 'st')
     if st then
       if st == 'R' then return 3 end
@@ -81,23 +100,17 @@ local function orderOne(operate_key, tombstone_key, order_key, bucket_key, order
     end
     usable = tonumber(usable)
   end
+  -- A live hold already there without its order (held or refused alike): nothing has changed
+  -- yet, and the multi-step protocol decides.
+  if prior_holds[i] then return '6:held' end
   local qty = tonumber(qty_text)
   local allocated, shortage = qty, 0
   local allocated_text, shortage_text = qty_text, '0'
   if usable < qty then
-    if allow_shortage ~= '1' then
-      -- A hold already there would be answered as held, not refused: the protocol decides.
-      if redis.call('HEXISTS', KEYS[4], order_no) == 1 then return '6:held' end
-      return '0:' .. int(usable)
-    end
+    if allow_shortage ~= '1' then return '0:' .. int(usable) end
     allocated = math.max(usable, 0)
     shortage = qty - allocated
     allocated_text, shortage_text = int(allocated), int(shortage)
-  end
-  -- The live hold's entry, unless one is there already (a hold without its order): then
-  -- nothing has changed yet, and the multi-step protocol decides.
-  if redis.call('HSETNX', KEYS[4], order_no, allocated_text .. ':' .. shortage_text) == 0 then
-    return '6:held'
   end
   usable = usable - allocated
   taken = taken + allocated
@@ -105,18 +118,20 @@ local function orderOne(operate_key, tombstone_key, order_key, bucket_key, order
   local status = shortage > 0 and 'S' or 'A'
   redis.call('HSET', bucket_key, order_no,
              status .. allocated_text .. ':' .. shortage_text .. ':' .. line)
+  entries[#entries + 1] = order_no
+  entries[#entries + 1] = allocated_text .. ':' .. shortage_text
   held[#held + 1] = order_no .. ':' .. allocated_text .. ':' .. shortage_text .. ':' .. status
   if shortage > 0 then return '1:' .. allocated_text .. ':' .. shortage_text end
   return 1
 end
 
 local answers = {}
-local count = (#ARGV - 3) / 3
 for i = 1, count do
   local k, a = 4 * i + 2, 3 * i + 1
-  answers[i] = orderOne(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1],
+  answers[i] = orderOne(i, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], ARGV[a + 1],
                         ARGV[a + 2])
 end
+if #entries > 0 then redis.call('HSET', KEYS[4], unpack(entries)) end
 if taken > 0 then
   redis.call('DECRBY', KEYS[1], int(taken))
   redis.call('INCRBY', KEYS[2], int(taken))

@@ -9,4 +9,7 @@ if own[1] then return own end
 local packed = redis.call('HGET', KEYS[2], ARGV[1])
 if not packed then return own end
 local st, a, s, ln = string.match(packed, '^(%a)(%d+):(%d+):(.*)$')
+if not st then
+  return redis.error_reply('ALLOT_CORRUPT the field of ' .. ARGV[1] .. ' in ' .. KEYS[2])
+end
 return {st, ln, ln .. '|' .. a .. '|' .. s}
