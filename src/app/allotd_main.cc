@@ -30,6 +30,7 @@
 #include "workers/periodic.h"
 #include "workers/reconcile.h"
 #include "workers/route_switch.h"
+#include "workers/order_layout.h"
 #include "workers/write_back.h"
 
 namespace {
@@ -236,6 +237,11 @@ int run(const allot::app::Config& config) {
     };
   }
   allot::redis::RedisStockStore store(**redis, store_options);
+  // Before any call is served: orders an older allotd kept in the layout before buckets.
+  if (auto moved = allot::workers::moveOrdersToBuckets(**redis, write_back, store); !moved) {
+    spdlog::error("cannot move the orders to the bucketed layout: {}", moved.error().message);
+    return 1;
+  }
   if (own_write_back) write_back.start();
   allot::SystemClock clock;
   allot::ServiceCounters counters;

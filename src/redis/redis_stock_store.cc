@@ -73,6 +73,7 @@ struct RedisStockStore::Scripts {
   const Script& record_evict = embeddedScript("record_evict.lua");
   const Script& order_load = embeddedScript("order_load.lua");
   const Script& order_read = embeddedScript("order_read.lua");
+  const Script& order_migrate = embeddedScript("order_migrate.lua");
   const Script& line_load = embeddedScript("line_load.lua");
 };
 
@@ -416,6 +417,38 @@ Result<void> RedisStockStore::ping() {
   ALLOT_TRY(reply, client_.evalScript(scripts_->ping, {}, {}));
   if (!reply.isInteger() || reply.integer != 1) return std::unexpected(unexpected("ping", reply));
   return {};
+}
+
+// ---- the order layout before buckets ----
+
+Result<bool> RedisStockStore::moveLegacyOrder(const std::string& old_key) {
+  // "ord:{<dept>|<order>}": neither part can hold '|', '{', '}' or ':' (the field charset).
+  constexpr std::string_view kPrefix = "ord:{";
+  const std::string_view key(old_key);
+  if (!key.starts_with(kPrefix) || !key.ends_with('}')) return false;
+  const std::string_view inner = key.substr(kPrefix.size(), key.size() - kPrefix.size() - 1);
+  const auto bar = inner.find('|');
+  if (bar == std::string_view::npos || bar == 0 || bar + 1 == inner.size() ||
+      inner.find_first_of("|{}:", bar + 1) != std::string_view::npos) {
+    return false;
+  }
+  const OrderRef order{std::string(inner.substr(0, bar)), std::string(inner.substr(bar + 1))};
+  ALLOT_TRY(fields, client_.command(old_key, {"HGETALL", old_key}));
+  if (fields.isError()) return false;  // not a hash: not an order of ours
+  if (!fields.isArray() || fields.elements.size() % 2 != 0) {
+    return std::unexpected(unexpected("HGETALL " + old_key, fields));
+  }
+  if (fields.elements.empty()) return false;  // expired or moved meanwhile
+  ALLOT_TRY(ttl, client_.command(old_key, {"PTTL", old_key}));
+  if (!ttl.isInteger()) return std::unexpected(unexpected("PTTL " + old_key, ttl));
+  std::vector<std::string> args{order.order_no, decimal(ttl.integer)};
+  for (const auto& element : fields.elements) args.push_back(element.str);
+  ALLOT_TRY(moved, client_.evalScript(scripts_->order_migrate,
+                                      {keys::order(order), keys::orderBucket(order)}, args));
+  if (!moved.isInteger()) return std::unexpected(unexpected("order_migrate", moved));
+  ALLOT_TRY(deleted, client_.command(old_key, {"DEL", old_key}));
+  if (!deleted.isInteger()) return std::unexpected(unexpected("DEL " + old_key, deleted));
+  return true;
 }
 
 }  // namespace allot::redis

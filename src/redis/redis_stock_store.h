@@ -69,6 +69,13 @@ class RedisStockStore final : public HotStore {
                                        const std::string& answer_blob,
                                        const std::vector<LoadedLine>& lines);
 
+  // ---- The order layout before buckets (workers/order_layout.h) ----
+
+  // Moves one order kept under its old key ord:{dept|order_no} to the bucketed layout, with
+  // its fields and its expiry, and deletes the old key. False when `old_key` is not such a
+  // key (left alone) or was gone already.
+  [[nodiscard]] Result<bool> moveLegacyOrder(const std::string& old_key);
+
  private:
   struct Scripts;
 
