@@ -61,6 +61,19 @@ Result<std::vector<mysql::OutboxEvent>> eventsOf(Result<redis::Reply>& reply,
   return decodeEntries(*reply);
 }
 
+// What an event weighs in a batch: the orders it carries. A `holds` entry (order_hold.lua)
+// lists up to kHoldBatchMax of them in its field b, joined by ','; any other event is one.
+std::size_t eventWeight(const mysql::OutboxEvent& event) {
+  bool holds = false;
+  for (const auto& [name, value] : event.fields) {
+    if (name == "e") holds = value == "holds";
+    if (holds && name == "b") {
+      return 1 + static_cast<std::size_t>(std::count(value.begin(), value.end(), ','));
+    }
+  }
+  return 1;
+}
+
 // The read of up to `count` entries of `stream` after the entry `after` (exclusive).
 redis::RoutedCommand readAfter(const std::string& stream, const std::string& after,
                                std::size_t count) {
@@ -417,23 +430,62 @@ void WriteBack::readBatches(std::vector<mysql::WriteBackStore::StreamBatch>& bat
 
 void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& batches,
                              PassResult& result) {
-  std::vector<std::string> committed;
-  std::vector<bool> full;
-  std::size_t first = 0;
-  while (first < batches.size()) {
-    // Streams applied in groups, one transaction per group: a commit per stream would cap
-    // the write-back at the database's commits per second.
-    std::size_t end = first, group_events = 0;
-    while (end < batches.size() && end - first < kWriteBackGroupStreamsMax &&
-           group_events < options_.batch_events_max) {
-      group_events += batches[end++].events.size();
+  const std::size_t weight_max = options_.batch_events_max;
+  // A batch is cut into pieces of at most batch_events_max orders (a `holds` entry carries up
+  // to kHoldBatchMax of them; every other event is one), at least one event each, so that a
+  // transaction stays bounded however the events were appended.
+  struct Piece {
+    std::size_t batch, begin, end, weight;
+  };
+  std::vector<Piece> pieces;
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    const auto& events = batches[b].events;
+    std::size_t begin = 0, weight = 0;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const std::size_t w = eventWeight(events[i]);
+      if (i > begin && weight + w > weight_max) {
+        pieces.push_back({b, begin, i, weight});
+        begin = i;
+        weight = 0;
+      }
+      weight += w;
     }
-    const std::vector<mysql::WriteBackStore::StreamBatch> group(
-        std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(first)),
-        std::make_move_iterator(batches.begin() + static_cast<std::ptrdiff_t>(end)));
-    first = end;
+    if (begin < events.size()) pieces.push_back({b, begin, events.size(), weight});
+  }
+  std::vector<std::size_t> sizes(batches.size());
+  for (std::size_t b = 0; b < batches.size(); ++b) sizes[b] = batches[b].events.size();
+  // A piece is applied only after the one before it committed: a committed piece moves its
+  // stream's position past its events, so a later piece applied over a failed one would skip
+  // the failed one's events for good.
+  std::vector<char> failed(batches.size(), 0), committed_any(batches.size(), 0);
+  std::size_t next = 0;
+  while (next < pieces.size()) {
+    // Streams applied in groups, one transaction per group: a commit per stream would cap
+    // the write-back at the database's commits per second. A stream is once in a group.
+    std::vector<mysql::WriteBackStore::StreamBatch> group;
+    std::vector<std::size_t> group_batches;
+    std::size_t group_weight = 0;
+    while (next < pieces.size() && group.size() < kWriteBackGroupStreamsMax &&
+           group_weight < weight_max) {
+      const Piece& piece = pieces[next];
+      if (failed[piece.batch]) {
+        ++next;
+        continue;
+      }
+      if (!group_batches.empty() && group_batches.back() == piece.batch) break;
+      auto& events = batches[piece.batch].events;
+      group.push_back(
+          {batches[piece.batch].stream,
+           {std::make_move_iterator(events.begin() + static_cast<std::ptrdiff_t>(piece.begin)),
+            std::make_move_iterator(events.begin() + static_cast<std::ptrdiff_t>(piece.end))}});
+      group_batches.push_back(piece.batch);
+      group_weight += piece.weight;
+      ++next;
+    }
+    if (group.empty()) continue;
     auto outcomes = store_.applyBatches(group);
     if (!outcomes) {
+      for (const std::size_t b : group_batches) failed[b] = 1;
       streamFailed("a group of " + std::to_string(group.size()) + " streams",
                    outcomes.error().message, result);
       continue;
@@ -448,14 +500,22 @@ void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& ba
                       group[i].stream, reason);
       }
       positions_[group[i].stream] = outcome.last_id;
-      committed.push_back(group[i].stream);
-      const bool batch_full = group[i].events.size() >= options_.batch_events_max;
-      full.push_back(batch_full);
-      if (batch_full) {
-        result.complete = false;
-      } else {
-        result.done.push_back(group[i].stream);  // read to its end: the next append notes it
-      }
+      committed_any[group_batches[i]] = 1;
+    }
+  }
+  // Every stream with a committed piece is trimmed to its position; one read to its end (and
+  // wholly committed) is forgotten until an append notes it again.
+  std::vector<std::string> committed;
+  std::vector<bool> full;
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    if (!committed_any[b]) continue;
+    committed.push_back(batches[b].stream);
+    const bool more = failed[b] || sizes[b] >= options_.batch_events_max;
+    full.push_back(more);
+    if (more) {
+      result.complete = false;
+    } else {
+      result.done.push_back(batches[b].stream);
     }
   }
   // The commits are done: a failed trim only leaves entries the positions already skip.

@@ -347,6 +347,41 @@ TEST_P(WriteBackTest, TwoWriteBacksOnOneBacklogApplyEachEventOnce) {
   EXPECT_EQ(db_->deadLettersMentioning(dept_), 0);
 }
 
+// A `holds` entry (one per order_hold.lua call) carries up to 64 orders: it weighs its
+// orders in a batch, so five entries of 10 orders go in five transactions of batch_events_max
+// 7 (counted by entries, they would have gone in one), and every order still lands.
+TEST_P(WriteBackTest, AHoldsEntryWeighsItsOrdersSoATransactionStaysBounded) {
+  adjust("G1", "R1", 100);
+  const RecordKey key = record("G1");
+  const std::string stream = redis::keys::outboxFor(redis::keys::usable(key));
+  const auto worker = newWorker();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  ASSERT_TRUE(worker->drainAppendedBefore({stream}, deadline));
+  const auto before = worker->metrics().batches.load();
+  for (int entry = 0; entry < 5; ++entry) {
+    std::string orders;
+    for (int i = 0; i < 10; ++i) {
+      if (i > 0) orders += ',';
+      orders += "H" + std::to_string(entry) + "x" + std::to_string(i) + ":1:0:A";
+    }
+    ASSERT_TRUE(client_
+                    ->command(stream, {"XADD", stream, "*", "e", "holds", "r", key.index(), "d",
+                                       dept_, "b", orders})
+                    .has_value());
+  }
+  ASSERT_TRUE(worker->drainAppendedBefore({stream}, deadline));
+  // At least five: other suites' events in the same slot's stream may add transactions.
+  EXPECT_GE(worker->metrics().batches.load() - before, 5u);
+  EXPECT_EQ(db_->record(key), (Quantities{100, 50, 0}));
+  for (int entry = 0; entry < 5; ++entry) {
+    for (int i = 0; i < 10; ++i) {
+      const OrderRef order{dept_, "H" + std::to_string(entry) + "x" + std::to_string(i)};
+      EXPECT_EQ(db_->orderStatus(order), "allocated") << order.order_no;
+      EXPECT_EQ(db_->orderLines(order).at("G1").state, "held") << order.order_no;
+    }
+  }
+}
+
 // Orders an older allotd kept in the layout before buckets (ord:{dept|order}) are moved at
 // start-up with their fields and expiry, and the scripts then find them: a live order's
 // rollback releases what it holds.
