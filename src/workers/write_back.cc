@@ -65,13 +65,13 @@ Result<std::vector<mysql::OutboxEvent>> eventsOf(Result<redis::Reply>& reply,
 // lists up to kHoldBatchMax of them in its field b, joined by ','; any other event is one.
 std::size_t eventWeight(const mysql::OutboxEvent& event) {
   bool holds = false;
+  std::size_t orders = 1;
   for (const auto& [name, value] : event.fields) {
     if (name == "e") holds = value == "holds";
-    if (holds && name == "b") {
-      return 1 + static_cast<std::size_t>(std::count(value.begin(), value.end(), ','));
-    }
+    if (name == "b")
+      orders = 1 + static_cast<std::size_t>(std::count(value.begin(), value.end(), ','));
   }
-  return 1;
+  return holds ? orders : 1;
 }
 
 // The read of up to `count` entries of `stream` after the entry `after` (exclusive).
@@ -472,7 +472,10 @@ void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& ba
         ++next;
         continue;
       }
-      if (!group_batches.empty() && group_batches.back() == piece.batch) break;
+      if (!group.empty() &&
+          (group_batches.back() == piece.batch || group_weight + piece.weight > weight_max)) {
+        break;
+      }
       auto& events = batches[piece.batch].events;
       group.push_back(
           {batches[piece.batch].stream,
