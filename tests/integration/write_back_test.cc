@@ -12,6 +12,7 @@
 
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
+#include "mysql/connection.h"
 #include "mysql/mysql_ledger.h"
 #include "mysql/write_back_store.h"
 #include "redis/client.h"
@@ -382,6 +383,65 @@ TEST_P(WriteBackTest, AHoldsEntryWeighsItsOrdersSoATransactionStaysBounded) {
   }
 }
 
+// A piece that fails stops the stream's later pieces: a committed piece moves the stream's
+// position past its events, so a later piece applied over the failed one would skip it for
+// good. The fault is a trigger refusing one order of the third entry.
+TEST_P(WriteBackTest, AFailedPieceHoldsBackTheStreamsLaterPiecesAndNothingIsLost) {
+  adjust("G1", "R1", 100);
+  const RecordKey key = record("G1");
+  const std::string stream = redis::keys::outboxFor(redis::keys::usable(key));
+  const auto worker = newWorker();
+  ASSERT_TRUE(worker->drainAppendedBefore(
+      {stream}, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+  const std::string trigger = testing::uniqueName("fault");
+  auto lease = ledger_->pool().acquire();
+  ASSERT_TRUE(lease.has_value());
+  const auto created = (*lease)->executeText(
+      "CREATE TRIGGER `" + trigger + "` BEFORE INSERT ON orders FOR EACH ROW IF NEW.dept_no = '" +
+      dept_ +
+      "' AND NEW.order_no = 'H2x0' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected by "
+      "the test'; END IF");
+  ASSERT_TRUE(created.has_value()) << created.error().message;
+  struct DropTrigger {
+    mysql::Connection& connection;
+    std::string name;
+    bool dropped = false;
+    void drop() {
+      if (dropped) return;
+      dropped = true;
+      EXPECT_TRUE(connection.executeText("DROP TRIGGER IF EXISTS `" + name + "`").has_value());
+    }
+    ~DropTrigger() { drop(); }
+  } guard{**lease, trigger};
+  const auto order = [&](int entry, int i) {
+    return OrderRef{dept_, "H" + std::to_string(entry) + "x" + std::to_string(i)};
+  };
+  for (int entry = 0; entry < 5; ++entry) {
+    std::string orders;
+    for (int i = 0; i < 10; ++i) {
+      if (i > 0) orders += ',';
+      orders += order(entry, i).order_no + ":1:0:A";
+    }
+    ASSERT_TRUE(client_
+                    ->command(stream, {"XADD", stream, "*", "e", "holds", "r", key.index(), "d",
+                                       dept_, "b", orders})
+                    .has_value());
+  }
+  EXPECT_FALSE(worker->drainAppendedBefore(
+      {stream}, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
+  for (int entry = 0; entry < 5; ++entry) {
+    const bool before_the_fault = entry < 2;
+    EXPECT_EQ(db_->orderStatus(order(entry, 5)).has_value(), before_the_fault) << entry;
+  }
+  guard.drop();
+  ASSERT_TRUE(worker->drainAppendedBefore(
+      {stream}, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+  EXPECT_EQ(db_->record(key), (Quantities{100, 50, 0}));
+  for (int entry = 0; entry < 5; ++entry) {
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(db_->orderStatus(order(entry, i)), "allocated");
+  }
+}
+
 // Orders an older allotd kept in the layout before buckets (ord:{dept|order}) are moved at
 // start-up with their fields and expiry, and the scripts then find them: a live order's
 // rollback releases what it holds.
@@ -391,8 +451,10 @@ TEST_P(WriteBackTest, OrdersOfTheLayoutBeforeBucketsAreMovedAndStillEnd) {
   ASSERT_EQ(hot_->hold(key, "LO1", 2, false)->kind, HoldOutcome::Kind::kHeld);
   const std::string live = "ord:{" + dept_ + "|LO1}";
   const std::string ended = "ord:{" + dept_ + "|LO2}";
-  ASSERT_TRUE(client_->command(live, {"HSET", live, "st", "A", "ln", "G1|W1|1|1|A|2", "an",
-                                      "G1|W1|1|1|A|2|2|0"}).has_value());
+  ASSERT_TRUE(client_
+                  ->command(live, {"HSET", live, "st", "A", "ln", "G1|W1|1|1|A|2", "an",
+                                   "G1|W1|1|1|A|2|2|0"})
+                  .has_value());
   ASSERT_TRUE(client_->command(ended, {"HSET", ended, "st", "R", "rl", "1"}).has_value());
   ASSERT_TRUE(client_->command(ended, {"EXPIRE", ended, "1000"}).has_value());
   // Another suite's allotd may have set the marker on this shared Redis already.
