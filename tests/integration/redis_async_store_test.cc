@@ -1,8 +1,8 @@
 // The single-line fast path's script (lua/order_hold.lua) through RedisAsyncStore and its
-// pipelined AsyncConnection, against a real standalone Redis of the test's own: each order is claimed, held and
-// committed in one step and leaves exactly what the multi-step protocol leaves, so the other
-// scripts (replay, rollback, deduct) read it unchanged; what the script cannot finish it
-// leaves untouched.
+// pipelined AsyncConnection, against a real standalone Redis of the test's own: each order is
+// claimed, held and committed in one step and leaves exactly what the multi-step protocol leaves,
+// so the other scripts (replay, rollback, deduct) read it unchanged; what the script cannot finish
+// it leaves untouched.
 #include "redis/redis_async_store.h"
 
 #include <gtest/gtest.h>
@@ -267,14 +267,37 @@ TEST_F(AsyncStoreTest, ALoadReplacesABucketedOrderAndACorruptFieldLosesNothing) 
   load(key, 10);
   ASSERT_EQ(called(key, {{"L1", 2, false}})[0].kind, Kind::kHeld);
   const OrderRef l1{dept_, "L1"};
-  ASSERT_TRUE(store_->loadOrder(l1, OrderStatus::kDeducted, "G1|W1|1|1|A|2", "G1|W1|1|1|A|2",
-                                "G1|W1|1|1|A|2|2|0",
-                                {{key, 2, 0, redis::RedisStockStore::LoadedLine::State::kDeducted}})
+  ASSERT_TRUE(store_
+                  ->loadOrder(l1, OrderStatus::kDeducted, "G1|W1|1|1|A|2", "G1|W1|1|1|A|2",
+                              "G1|W1|1|1|A|2|2|0",
+                              {{key, 2, 0, redis::RedisStockStore::LoadedLine::State::kDeducted}})
                   .has_value());
   EXPECT_EQ(hashField(redis::keys::orderBucket(l1), "L1"), "(nil)");
   EXPECT_EQ(hashField(redis::keys::order(l1), "st"), "D");
   EXPECT_EQ(store_->readOrder(l1)->value().status, OrderStatus::kDeducted);
   EXPECT_EQ(called(key, {{"L1", 2, false}})[0].kind, Kind::kReplay);
+  // A live single-line order from the database goes into its bucket, as the fast path leaves
+  // it; a live multi-line one gets its own hash.
+  using State = redis::RedisStockStore::LoadedLine::State;
+  const OrderRef l2{dept_, "L2"};
+  ASSERT_TRUE(store_
+                  ->loadOrder(l2, OrderStatus::kShortage, "G1|W1|1|1|A|3", "G1|W1|1|1|A|3",
+                              "G1|W1|1|1|A|3|1|2", {{key, 1, 2, State::kHeld}})
+                  .has_value());
+  EXPECT_EQ(hashField(redis::keys::orderBucket(l2), "L2"), "S1:2:G1|W1|1|1|A|3");
+  EXPECT_EQ(hashField(redis::keys::order(l2), "st"), "(nil)");
+  const OrderRef l3{dept_, "L3"};
+  const std::string two = "G1|W1|1|1|A|1\nG2|W1|1|1|A|1";
+  ASSERT_TRUE(store_
+                  ->loadOrder(l3, OrderStatus::kAllocated, two, two,
+                              "G1|W1|1|1|A|1|1|0\nG2|W1|1|1|A|1|1|0", {{key, 1, 0, State::kHeld}})
+                  .has_value());
+  EXPECT_EQ(hashField(redis::keys::orderBucket(l3), "L3"), "(nil)");
+  EXPECT_EQ(hashField(redis::keys::order(l3), "st"), "A");
+  const auto ended = store_->endOrder(l2, ReleaseKind::kRollback);
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_EQ(ended->lines_blob, "G1|W1|1|1|A|3");
+  EXPECT_EQ(hashField(redis::keys::order(l2), "an"), "G1|W1|1|1|A|3|1|2");
 
   const OrderRef bad{dept_, "C1"};
   const auto bucket = redis::keys::orderBucket(bad);
