@@ -27,10 +27,10 @@
 #include "redis/client.h"
 #include "redis/redis_async_store.h"
 #include "redis/redis_stock_store.h"
+#include "workers/order_layout.h"
 #include "workers/periodic.h"
 #include "workers/reconcile.h"
 #include "workers/route_switch.h"
-#include "workers/order_layout.h"
 #include "workers/write_back.h"
 
 namespace {

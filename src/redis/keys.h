@@ -6,10 +6,10 @@
 //   o:  operateKey of a deducted hold (per order)      rb: rollbackOperateKey (tombstone)
 //   dr: hSetrecord (deduction record)                  aj: adjust anti-duplicate (per ref)
 //   f:  route fence (the record moved to the MySQL path; no load may bring it back)
-//   os:  the committed single-line orders of the fast path, many to a hash (a bucket): field
-//        order_no -> "<st><allocated>:<shortage>:<line>"; tagged {dept|b<bucket>}
-//   ord: an order's own hash (multi-line, pending, ended or loaded orders), in its bucket's
-//        slot: ord:{dept|b<bucket>}:<order_no>
+//   os:  live single-line orders (of the fast path, or loaded), many to a hash (a bucket):
+//        field order_no -> "<st><allocated>:<shortage>:<line>"; tagged {dept|b<bucket>}
+//   ord: an order's own hash (multi-line, pending or ended orders), in its bucket's slot:
+//        ord:{dept|b<bucket>}:<order_no>
 //   ob: the outbox stream of one hash slot, tagged with slotTag(slot)
 #pragma once
 
@@ -44,7 +44,7 @@ inline constexpr unsigned kOrderBuckets = 8192;
 [[nodiscard]] std::string orderBucket(const OrderRef& order);
 // Bucket number `bucket` of a merchant (< kOrderBuckets): its slot is that of every order in it.
 [[nodiscard]] std::string orderBucketAt(std::string_view dept_no, unsigned bucket);
-// The same three keys appended to `out`, from the record's index() computed once: for a batch
+// The same keys appended to `out` (a record's from its index() computed once): for a batch
 // whose arguments are written into one buffer.
 void appendOperate(std::string& out, std::string_view index, std::string_view order_no);
 void appendRollbackTombstone(std::string& out, std::string_view index, std::string_view order_no);
