@@ -452,8 +452,6 @@ void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& ba
     }
     if (begin < events.size()) pieces.push_back({b, begin, events.size(), weight});
   }
-  std::vector<std::size_t> sizes(batches.size());
-  for (std::size_t b = 0; b < batches.size(); ++b) sizes[b] = batches[b].events.size();
   // A piece is applied only after the one before it committed: a committed piece moves its
   // stream's position past its events, so a later piece applied over a failed one would skip
   // the failed one's events for good.
@@ -465,8 +463,7 @@ void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& ba
     std::vector<mysql::WriteBackStore::StreamBatch> group;
     std::vector<std::size_t> group_batches;
     std::size_t group_weight = 0;
-    while (next < pieces.size() && group.size() < kWriteBackGroupStreamsMax &&
-           group_weight < weight_max) {
+    while (next < pieces.size() && group.size() < kWriteBackGroupStreamsMax) {
       const Piece& piece = pieces[next];
       if (failed[piece.batch]) {
         ++next;
@@ -513,7 +510,8 @@ void WriteBack::applyAndTrim(std::vector<mysql::WriteBackStore::StreamBatch>& ba
   for (std::size_t b = 0; b < batches.size(); ++b) {
     if (!committed_any[b]) continue;
     committed.push_back(batches[b].stream);
-    const bool more = failed[b] || sizes[b] >= options_.batch_events_max;
+    // (Moving the events into the groups left the batch's size as it was read.)
+    const bool more = failed[b] || batches[b].events.size() >= options_.batch_events_max;
     full.push_back(more);
     if (more) {
       result.complete = false;

@@ -145,6 +145,28 @@ class WriteBackTest : public ::testing::TestWithParam<bool> {
 
   RecordKey record(const std::string& goods) { return RecordKey{dept_, goods, "W1"}; }
 
+  // Order i of `holds` entry `entry`, as appendHoldsEntries names them.
+  OrderRef heldOrder(int entry, int i) const {
+    return OrderRef{dept_, "H" + std::to_string(entry) + "x" + std::to_string(i)};
+  }
+
+  // Appends `entries` `holds` entries of 10 orders of one unit each to the record's stream,
+  // as order_hold.lua writes them.
+  void appendHoldsEntries(const RecordKey& key, int entries) {
+    const std::string stream = redis::keys::outboxFor(redis::keys::usable(key));
+    for (int entry = 0; entry < entries; ++entry) {
+      std::string orders;
+      for (int i = 0; i < 10; ++i) {
+        if (i > 0) orders += ',';
+        orders += heldOrder(entry, i).order_no + ":1:0:A";
+      }
+      ASSERT_TRUE(client_
+                      ->command(stream, {"XADD", stream, "*", "e", "holds", "r", key.index(), "d",
+                                         dept_, "b", orders})
+                      .has_value());
+    }
+  }
+
   void adjust(const std::string& goods, const std::string& ref, std::int64_t delta) {
     AdjustRequest request{record(goods), ref, delta, std::nullopt};
     auto done = service_->adjust(request, goods + "/" + ref + "/" + std::to_string(delta));
@@ -359,24 +381,14 @@ TEST_P(WriteBackTest, AHoldsEntryWeighsItsOrdersSoATransactionStaysBounded) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   ASSERT_TRUE(worker->drainAppendedBefore({stream}, deadline));
   const auto before = worker->metrics().batches.load();
-  for (int entry = 0; entry < 5; ++entry) {
-    std::string orders;
-    for (int i = 0; i < 10; ++i) {
-      if (i > 0) orders += ',';
-      orders += "H" + std::to_string(entry) + "x" + std::to_string(i) + ":1:0:A";
-    }
-    ASSERT_TRUE(client_
-                    ->command(stream, {"XADD", stream, "*", "e", "holds", "r", key.index(), "d",
-                                       dept_, "b", orders})
-                    .has_value());
-  }
+  ASSERT_NO_FATAL_FAILURE(appendHoldsEntries(key, 5));
   ASSERT_TRUE(worker->drainAppendedBefore({stream}, deadline));
   // At least five: other suites' events in the same slot's stream may add transactions.
   EXPECT_GE(worker->metrics().batches.load() - before, 5u);
   EXPECT_EQ(db_->record(key), (Quantities{100, 50, 0}));
   for (int entry = 0; entry < 5; ++entry) {
     for (int i = 0; i < 10; ++i) {
-      const OrderRef order{dept_, "H" + std::to_string(entry) + "x" + std::to_string(i)};
+      const OrderRef order = heldOrder(entry, i);
       EXPECT_EQ(db_->orderStatus(order), "allocated") << order.order_no;
       EXPECT_EQ(db_->orderLines(order).at("G1").state, "held") << order.order_no;
     }
@@ -413,32 +425,19 @@ TEST_P(WriteBackTest, AFailedPieceHoldsBackTheStreamsLaterPiecesAndNothingIsLost
     }
     ~DropTrigger() { drop(); }
   } guard{**lease, trigger};
-  const auto order = [&](int entry, int i) {
-    return OrderRef{dept_, "H" + std::to_string(entry) + "x" + std::to_string(i)};
-  };
-  for (int entry = 0; entry < 5; ++entry) {
-    std::string orders;
-    for (int i = 0; i < 10; ++i) {
-      if (i > 0) orders += ',';
-      orders += order(entry, i).order_no + ":1:0:A";
-    }
-    ASSERT_TRUE(client_
-                    ->command(stream, {"XADD", stream, "*", "e", "holds", "r", key.index(), "d",
-                                       dept_, "b", orders})
-                    .has_value());
-  }
+  ASSERT_NO_FATAL_FAILURE(appendHoldsEntries(key, 5));
   EXPECT_FALSE(worker->drainAppendedBefore(
       {stream}, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
   for (int entry = 0; entry < 5; ++entry) {
     const bool before_the_fault = entry < 2;
-    EXPECT_EQ(db_->orderStatus(order(entry, 5)).has_value(), before_the_fault) << entry;
+    EXPECT_EQ(db_->orderStatus(heldOrder(entry, 5)).has_value(), before_the_fault) << entry;
   }
   guard.drop();
   ASSERT_TRUE(worker->drainAppendedBefore(
       {stream}, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
   EXPECT_EQ(db_->record(key), (Quantities{100, 50, 0}));
   for (int entry = 0; entry < 5; ++entry) {
-    for (int i = 0; i < 10; ++i) EXPECT_EQ(db_->orderStatus(order(entry, i)), "allocated");
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(db_->orderStatus(heldOrder(entry, i)), "allocated");
   }
 }
 
