@@ -2,8 +2,7 @@
 
 #include <toml++/toml.h>
 
-#include <charconv>
-
+#include "core/decimal.h"
 #include "core/limits.h"
 
 namespace allot::app {
@@ -18,10 +17,9 @@ struct Key {
 
 Result<std::int64_t> parseInteger(std::string_view name, std::string_view text, std::int64_t min,
                                   std::int64_t max) {
-  std::int64_t value = 0;
-  const auto* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc() || ptr != end || value < min || value > max) {
+  const auto read = readDecimal<std::int64_t>(text);
+  const std::int64_t value = read.value_or(0);
+  if (!read || value < min || value > max) {
     return fail(ErrorCode::kInvalidRequest, std::string(name) + " must be an integer " +
                                                 std::to_string(min) + ".." + std::to_string(max) +
                                                 ", not '" + std::string(text) + "'");

@@ -7,8 +7,9 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <mutex>
+
+#include "core/decimal.h"
 
 namespace allot::mysql {
 namespace {
@@ -111,13 +112,9 @@ Result<std::int64_t> Row::integer(std::size_t column) const {
     return fail(ErrorCode::kInternal, "mysql: column " + std::to_string(column) + " is NULL");
   }
   const std::string& text = *cells_[column];
-  std::int64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc{} || end != text.data() + text.size()) {
-    return fail(ErrorCode::kInternal,
-                "mysql: column " + std::to_string(column) + " is not an integer: '" + text + "'");
-  }
-  return value;
+  if (const auto value = readDecimal<std::int64_t>(text)) return *value;
+  return fail(ErrorCode::kInternal,
+              "mysql: column " + std::to_string(column) + " is not an integer: '" + text + "'");
 }
 
 Result<std::optional<std::int64_t>> Row::optionalInteger(std::size_t column) const {

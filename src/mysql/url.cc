@@ -3,13 +3,12 @@
 // a strict database name, only known query keys) are specific to this one use.
 #include "mysql/url.h"
 
-#include "core/percent_decode.h"
-
 #include <array>
-#include <charconv>
 #include <limits>
 
+#include "core/decimal.h"
 #include "core/limits.h"
+#include "core/percent_decode.h"
 
 namespace allot::mysql {
 namespace {
@@ -44,13 +43,12 @@ bool isDatabaseChar(char c) {
 
 template <typename Int>
 Result<Int> parseNumber(std::string_view what, std::string_view text) {
-  Int value{};
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc{} || end != text.data() + text.size()) {
+  const auto read = readDecimal<Int>(text);
+  if (!read) {
     return invalid(std::string(what) + " must be a decimal number, got '" + std::string(text) +
                    "'");
   }
-  return value;
+  return *read;
 }
 
 Result<void> parseHostPort(std::string_view host_port, MysqlOptions& out) {

@@ -14,11 +14,11 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <map>
 #include <span>
 #include <vector>
 
+#include "core/decimal.h"
 #include "domain/order.h"
 #include "domain/record_key.h"
 #include "mysql/mysql_ledger.h"
@@ -54,12 +54,8 @@ struct Permanent {
 };
 
 Result<std::int64_t> parseInteger(std::string_view text, std::string_view field) {
-  std::int64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc{} || end != text.data() + text.size()) {
-    return fail(ErrorCode::kInvalidRequest, "field " + std::string(field) + " is not an integer");
-  }
-  return value;
+  if (const auto value = readDecimal<std::int64_t>(text)) return *value;
+  return fail(ErrorCode::kInvalidRequest, "field " + std::string(field) + " is not an integer");
 }
 
 Result<Event> decodeEvent(const OutboxEvent& raw) {
@@ -608,16 +604,10 @@ Result<std::vector<FusedHold>> parseFusedHolds(std::string_view batch) {
 std::optional<StreamId> StreamId::parse(std::string_view text) {
   const auto dash = text.find('-');
   if (dash == std::string_view::npos) return std::nullopt;
-  StreamId id;
-  const auto ms_text = text.substr(0, dash), seq_text = text.substr(dash + 1);
-  const auto ms = std::from_chars(ms_text.data(), ms_text.data() + ms_text.size(), id.ms);
-  const auto seq = std::from_chars(seq_text.data(), seq_text.data() + seq_text.size(), id.seq);
-  if (ms_text.empty() || seq_text.empty() || ms.ec != std::errc{} ||
-      ms.ptr != ms_text.data() + ms_text.size() || seq.ec != std::errc{} ||
-      seq.ptr != seq_text.data() + seq_text.size()) {
-    return std::nullopt;
-  }
-  return id;
+  const auto ms = readDecimal<decltype(StreamId::ms)>(text.substr(0, dash));
+  const auto seq = readDecimal<decltype(StreamId::seq)>(text.substr(dash + 1));
+  if (!ms || !seq) return std::nullopt;
+  return StreamId{*ms, *seq};
 }
 
 std::string StreamId::text() const { return std::to_string(ms) + "-" + std::to_string(seq); }

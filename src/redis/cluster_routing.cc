@@ -4,10 +4,10 @@
 #include "redis/cluster_routing.h"
 
 #include <algorithm>
-#include <charconv>
 #include <string>
 
 #include "core/assert.h"
+#include "core/decimal.h"
 
 namespace allot::redis {
 namespace {
@@ -26,13 +26,9 @@ Result<NodeAddress> parseNodeEntry(const Reply& entry, const NodeAddress& asked)
 }
 
 std::optional<std::uint16_t> parseSlot(std::string_view text) {
-  unsigned value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc{} || end != text.data() + text.size() ||
-      value >= kSlotCount) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint16_t>(value);
+  const auto value = readDecimal<unsigned>(text);
+  if (!value || *value >= kSlotCount) return std::nullopt;
+  return static_cast<std::uint16_t>(*value);
 }
 
 // "MOVED <slot> <host>:<port>" and "ASK <slot> <host>:<port>"; an empty host means the node

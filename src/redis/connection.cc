@@ -7,12 +7,12 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <climits>
 #include <cstddef>
 #include <utility>
 
 #include "core/assert.h"
+#include "core/decimal.h"
 
 namespace allot::redis {
 namespace {
@@ -72,15 +72,12 @@ Result<NodeAddress> parseNodeAddress(std::string_view text) {
     return fail(ErrorCode::kInvalidRequest,
                 "Redis address '" + std::string(text) + "' has no host");
   }
-  int port = 0;
-  const auto [end, error] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || error != std::errc{} || end != port_text.data() + port_text.size() ||
-      port < 1 || port > kPortMax) {
+  const auto port = readDecimal<int>(port_text);
+  if (!port || *port < 1 || *port > kPortMax) {
     return fail(ErrorCode::kInvalidRequest,
                 "Redis address '" + std::string(text) + "' needs a port from 1 to 65535");
   }
-  return NodeAddress{std::string(host), port};
+  return NodeAddress{std::string(host), *port};
 }
 
 Result<Reply> toReply(const redisReply& reply) {

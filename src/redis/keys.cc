@@ -43,8 +43,7 @@ std::string rollbackTombstone(const RecordKey& key, std::string_view order_no) {
   return withPrefix(kTombstonePrefix, key, order_no);
 }
 
-void appendRollbackTombstone(std::string& out, std::string_view index,
-                             std::string_view order_no) {
+void appendRollbackTombstone(std::string& out, std::string_view index, std::string_view order_no) {
   out.append(kTombstonePrefix).append(index).append(":").append(order_no);
 }
 

@@ -2,7 +2,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <charconv>
 #include <memory>
 
 #include "core/assert.h"
@@ -23,10 +22,11 @@ Error unexpected(const Reply& reply) {
 
 bool isNoScript(const Reply& reply) { return reply.isError() && reply.str.starts_with("NOSCRIPT"); }
 
-// A decimal integer that is all of `text`.
+// A decimal integer that is all of `text`, into `value`.
 bool readInteger(std::string_view text, std::int64_t& value) {
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  return error == std::errc() && end == text.data() + text.size() && !text.empty();
+  const auto read = readDecimal<std::int64_t>(text);
+  if (read) value = *read;
+  return read.has_value();
 }
 
 // One order's value (order_hold.lua's header lists them); false when it is not one of them.
@@ -123,7 +123,8 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
   const std::string stream = keys::outboxFor(usable);
   const std::size_t key_count = 5 + 4 * orders.size();
   std::string& arena = call->arena;
-  arena.reserve(256 + 4 * index.size() + orders.size() * (2 * index.size() + 2 * key.dept_no.size() + 128));
+  arena.reserve(256 + 4 * index.size() +
+                orders.size() * (2 * index.size() + 2 * key.dept_no.size() + 128));
   std::vector<std::pair<std::size_t, std::size_t>> spans;  // (offset, length) in the arena
   spans.reserve(key_count + 4 + 3 * orders.size());
   // Appends one argument, written by `write` into the arena.

@@ -1,10 +1,10 @@
 #include "redis/redis_stock_store.h"
 
 #include <algorithm>
-#include <charconv>
 #include <string_view>
 
 #include "core/assert.h"
+#include "core/decimal.h"
 #include "core/limits.h"
 #include "redis/keys.h"
 #include "redis/scripts.h"
@@ -42,9 +42,9 @@ bool parseCounter(const Reply& reply, std::int64_t& out) {
     return true;
   }
   if (!reply.isString()) return false;
-  const auto* end = reply.str.data() + reply.str.size();
-  const auto [ptr, ec] = std::from_chars(reply.str.data(), end, out);
-  return ec == std::errc() && ptr == end;
+  const auto value = readDecimal<std::int64_t>(reply.str);
+  if (value) out = *value;
+  return value.has_value();
 }
 
 std::string decimal(std::int64_t value) { return std::to_string(value); }
@@ -147,11 +147,11 @@ Result<void> RedisStockStore::abortOrder(const OrderRef& order, const std::strin
 Result<EndOutcome> RedisStockStore::endOrder(const OrderRef& order, ReleaseKind kind) {
   ALLOT_ASSERT(kind != ReleaseKind::kUndo);
   const auto key = keys::order(order);
-  ALLOT_TRY(reply,
-            evalAppending(scripts_->order_end, {key, keys::outboxFor(key), keys::orderBucket(order)},
-                          {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
-                           order.dept_no, order.order_no},
-                          /*stream_at=*/1));
+  ALLOT_TRY(reply, evalAppending(
+                       scripts_->order_end, {key, keys::outboxFor(key), keys::orderBucket(order)},
+                       {std::string(releaseKindName(kind)), decimal(options_.retention_seconds),
+                        order.dept_no, order.order_no},
+                       /*stream_at=*/1));
   ALLOT_TRY(elements, arrayOf("order_end", reply, 3));
   EndOutcome outcome;
   switch (integerAt(*elements, 0)) {
@@ -176,9 +176,9 @@ Result<void> RedisStockStore::markOrderReleased(const OrderRef& order) {
 }
 
 Result<std::optional<StoredOrder>> RedisStockStore::readOrder(const OrderRef& order) {
-  ALLOT_TRY(reply, client_.evalScript(scripts_->order_read,
-                                      {keys::order(order), keys::orderBucket(order)},
-                                      {order.order_no}));
+  ALLOT_TRY(reply,
+            client_.evalScript(scripts_->order_read, {keys::order(order), keys::orderBucket(order)},
+                               {order.order_no}));
   ALLOT_TRY(elements, arrayOf("order_read", reply, 3));
   if ((*elements)[0].isNil()) return std::optional<StoredOrder>();
   const auto status = orderStatusFromCode(stringAt(*elements, 0));

@@ -22,8 +22,7 @@ struct OrderLayoutMove {
 // SCANs every master for old order keys and moves each (RedisStockStore::moveLegacyOrder),
 // then sets the marker key, so later starts skip the scan. Safe to run again after a failure
 // or by two processes at once: an order already in the new layout is kept as it is.
-[[nodiscard]] Result<OrderLayoutMove> moveOrdersToBuckets(redis::Client& client,
-                                                          WriteBack& scanner,
+[[nodiscard]] Result<OrderLayoutMove> moveOrdersToBuckets(redis::Client& client, WriteBack& scanner,
                                                           redis::RedisStockStore& store);
 
 }  // namespace allot::workers
