@@ -34,8 +34,6 @@ Result<Reply> send(NodeConnection& connection, bool asking, const std::vector<st
   return connection.command(argv);
 }
 
-bool isNoScript(const Reply& reply) { return reply.isError() && reply.str.starts_with("NOSCRIPT"); }
-
 // The connection a withConnection session sees: the node's own, plus a look at every reply
 // so that a MOVED met inside the session still corrects the slot map, and the caller's retry
 // of the session goes to the new owner.
@@ -121,7 +119,7 @@ Result<Reply> ClusterClient::evalScript(const Script& script, const std::vector<
 
   const Attempt attempt = [&](NodeConnection& connection, bool asking) -> Result<Reply> {
     ALLOT_TRY(reply, send(connection, asking, argv));
-    if (!isNoScript(reply)) return reply;
+    if (!reply.isNoScript()) return reply;
     // The node's script cache is empty (restart, failover, SCRIPT FLUSH): load the body on
     // this very node and run it again, once.
     ALLOT_TRY(loaded, connection.command({"SCRIPT", "LOAD", script.body()}));

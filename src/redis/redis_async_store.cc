@@ -20,8 +20,6 @@ Error unexpected(const Reply& reply) {
   return Error{ErrorCode::kInternal, std::move(message)};
 }
 
-bool isNoScript(const Reply& reply) { return reply.isError() && reply.str.starts_with("NOSCRIPT"); }
-
 // A decimal integer that is all of `text`, into `value`.
 bool readInteger(std::string_view text, std::int64_t& value) {
   const auto read = readDecimal<std::int64_t>(text);
@@ -166,7 +164,7 @@ void RedisAsyncStore::preallocateLines(const RecordKey& key, const std::vector<L
 
 void RedisAsyncStore::send(std::shared_ptr<Call> call) {
   connection_.command(call->views, [this, call](Result<Reply> reply) {
-    if (reply && isNoScript(*reply) && call->views[0] == "EVALSHA") {
+    if (reply && reply->isNoScript() && call->views[0] == "EVALSHA") {
       // A restarted or flushed server: EVAL sends the body, which Redis caches again.
       call->views[0] = "EVAL";
       call->views[1] = embeddedScript("order_hold.lua").body();

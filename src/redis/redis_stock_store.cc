@@ -1,6 +1,7 @@
 #include "redis/redis_stock_store.h"
 
 #include <algorithm>
+#include <optional>
 #include <string_view>
 
 #include "core/assert.h"
@@ -421,34 +422,84 @@ Result<void> RedisStockStore::ping() {
 
 // ---- the order layout before buckets ----
 
-Result<bool> RedisStockStore::moveLegacyOrder(const std::string& old_key) {
-  // "ord:{<dept>|<order>}": neither part can hold '|', '{', '}' or ':' (the field charset).
+namespace {
+
+// The order of an old key "ord:{<dept>|<order>}"; nullopt for any other key. Neither part can
+// hold '|', '{', '}' or ':' (the field charset).
+std::optional<OrderRef> legacyOrderOf(std::string_view key) {
   constexpr std::string_view kPrefix = "ord:{";
-  const std::string_view key(old_key);
-  if (!key.starts_with(kPrefix) || !key.ends_with('}')) return false;
+  if (!key.starts_with(kPrefix) || !key.ends_with('}')) return std::nullopt;
   const std::string_view inner = key.substr(kPrefix.size(), key.size() - kPrefix.size() - 1);
   const auto bar = inner.find('|');
   if (bar == std::string_view::npos || bar == 0 || bar + 1 == inner.size() ||
       inner.find_first_of("|{}:", bar + 1) != std::string_view::npos) {
-    return false;
+    return std::nullopt;
   }
-  const OrderRef order{std::string(inner.substr(0, bar)), std::string(inner.substr(bar + 1))};
-  ALLOT_TRY(fields, client_.command(old_key, {"HGETALL", old_key}));
-  if (fields.isError()) return false;  // not a hash: not an order of ours
-  if (!fields.isArray() || fields.elements.size() % 2 != 0) {
-    return std::unexpected(unexpected("HGETALL " + old_key, fields));
+  return OrderRef{std::string(inner.substr(0, bar)), std::string(inner.substr(bar + 1))};
+}
+
+}  // namespace
+
+Result<std::size_t> RedisStockStore::moveLegacyOrders(std::span<const std::string> old_keys) {
+  struct Move {
+    const std::string* old_key = nullptr;
+    OrderRef order;
+    std::vector<std::string> keys;  // of order_migrate.lua
+    std::vector<std::string> args;
+  };
+  std::vector<Move> moves;
+  std::vector<RoutedCommand> reads;
+  for (const std::string& old_key : old_keys) {
+    auto order = legacyOrderOf(old_key);
+    if (!order) continue;
+    moves.push_back(Move{&old_key, std::move(*order), {}, {}});
+    reads.push_back({old_key, {"HGETALL", old_key}});
+    reads.push_back({old_key, {"PTTL", old_key}});
   }
-  if (fields.elements.empty()) return false;  // expired or moved meanwhile
-  ALLOT_TRY(ttl, client_.command(old_key, {"PTTL", old_key}));
-  if (!ttl.isInteger()) return std::unexpected(unexpected("PTTL " + old_key, ttl));
-  std::vector<std::string> args{order.order_no, decimal(ttl.integer)};
-  for (const auto& element : fields.elements) args.push_back(element.str);
-  ALLOT_TRY(moved, client_.evalScript(scripts_->order_migrate,
-                                      {keys::order(order), keys::orderBucket(order)}, args));
-  if (!moved.isInteger()) return std::unexpected(unexpected("order_migrate", moved));
-  ALLOT_TRY(deleted, client_.command(old_key, {"DEL", old_key}));
-  if (!deleted.isInteger()) return std::unexpected(unexpected("DEL " + old_key, deleted));
-  return true;
+  // 1. Each order's fields and expiry.
+  auto read = client_.pipeline(reads);
+  std::vector<Move*> found;
+  std::vector<RoutedCommand> writes;
+  for (std::size_t i = 0; i < moves.size(); ++i) {
+    Move& move = moves[i];
+    ALLOT_TRY(fields, std::move(read[2 * i]));
+    if (fields.isError()) continue;  // not a hash: not an order of ours
+    if (!fields.isArray() || fields.elements.size() % 2 != 0) {
+      return std::unexpected(unexpected("HGETALL " + *move.old_key, fields));
+    }
+    ALLOT_TRY(ttl, std::move(read[2 * i + 1]));
+    if (!ttl.isInteger()) return std::unexpected(unexpected("PTTL " + *move.old_key, ttl));
+    // Empty, or -2 ("no such key"): expired or moved meanwhile.
+    if (fields.elements.empty() || ttl.integer == -2) continue;
+    move.keys = {keys::order(move.order), keys::orderBucket(move.order)};
+    move.args = {move.order.order_no, decimal(ttl.integer)};
+    for (auto& element : fields.elements) move.args.push_back(std::move(element.str));
+    std::vector<std::string> argv{"EVALSHA", scripts_->order_migrate.sha1(), "2"};
+    argv.insert(argv.end(), move.keys.begin(), move.keys.end());
+    argv.insert(argv.end(), move.args.begin(), move.args.end());
+    writes.push_back({move.keys.front(), std::move(argv)});
+    found.push_back(&move);
+  }
+  // 2. The order in the new layout (unless it is there already: a move run again).
+  auto wrote = client_.pipeline(writes);
+  std::vector<RoutedCommand> deletes;
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    ALLOT_TRY(moved, std::move(wrote[i]));
+    if (moved.isNoScript()) {  // this node's first: evalScript loads the body
+      ALLOT_TRY(again, client_.evalScript(scripts_->order_migrate, found[i]->keys, found[i]->args));
+      moved = std::move(again);
+    }
+    if (!moved.isInteger()) return std::unexpected(unexpected("order_migrate", moved));
+    deletes.push_back({*found[i]->old_key, {"DEL", *found[i]->old_key}});
+  }
+  // 3. The old keys, once their orders are in the new layout.
+  auto deleted = client_.pipeline(deletes);
+  for (std::size_t i = 0; i < deletes.size(); ++i) {
+    ALLOT_TRY(reply, std::move(deleted[i]));
+    if (!reply.isInteger())
+      return std::unexpected(unexpected(deletes[i].argv[0] + " " + deletes[i].routing_key, reply));
+  }
+  return deletes.size();
 }
 
 }  // namespace allot::redis

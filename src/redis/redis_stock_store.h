@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -71,10 +72,12 @@ class RedisStockStore final : public HotStore {
 
   // ---- The order layout before buckets (workers/order_layout.h) ----
 
-  // Moves one order kept under its old key ord:{dept|order_no} to the bucketed layout, with
-  // its fields and its expiry, and deletes the old key. False when `old_key` is not such a
-  // key (left alone) or was gone already.
-  [[nodiscard]] Result<bool> moveLegacyOrder(const std::string& old_key);
+  // Moves the orders kept under old keys ord:{dept|order_no} to the bucketed layout, with
+  // their fields and expiry, and deletes the old keys: three pipelined round trips for all of
+  // `old_keys` (reads, order_migrate.lua, DEL). Returns how many were moved; a key that is not
+  // such a key, or was gone already, is left alone. A failure leaves every order under its old
+  // key, its new one or both, so the move can be run again.
+  [[nodiscard]] Result<std::size_t> moveLegacyOrders(std::span<const std::string> old_keys);
 
  private:
   struct Scripts;

@@ -20,6 +20,9 @@ struct Reply {
   [[nodiscard]] bool isInteger() const { return type == Type::kInteger; }
   [[nodiscard]] bool isString() const { return type == Type::kString; }
   [[nodiscard]] bool isArray() const { return type == Type::kArray; }
+  // The error of an EVALSHA whose script the server does not hold (restart, failover, SCRIPT
+  // FLUSH): the caller loads the body and runs it again.
+  [[nodiscard]] bool isNoScript() const { return isError() && str.starts_with("NOSCRIPT"); }
 };
 
 }  // namespace allot::redis

@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <span>
 #include <string>
+
+#include "core/limits.h"
 
 namespace allot::workers {
 
@@ -13,6 +17,9 @@ constexpr std::string_view kMarkerKey = "layout:orders";
 constexpr std::string_view kMarkerValue = "buckets";
 // Old keys end with the tag: "ord:{dept|order}". New ones end with the order_no after it.
 constexpr std::string_view kOldOrderKeys = "ord:{*}";
+// Old keys moved per round of three pipelined round trips (RedisStockStore::moveLegacyOrders):
+// the reads of a round are two commands per key, within one pipeline's limit.
+constexpr std::size_t kMoveChunk = limits::kRedisPipelineCommandsMax / 2;
 constexpr std::size_t kProgressEvery = 100'000;
 
 }  // namespace
@@ -30,9 +37,13 @@ Result<OrderLayoutMove> moveOrdersToBuckets(redis::Client& client, WriteBack& sc
   if (!old_keys.empty()) {
     spdlog::info("order layout: moving {} orders of the layout before buckets", old_keys.size());
   }
-  for (const std::string& key : old_keys) {
-    ALLOT_TRY(moved, store.moveLegacyOrder(key));
-    if (moved && ++result.moved % kProgressEvery == 0) {
+  std::size_t reported = 0;
+  for (std::size_t first = 0; first < old_keys.size(); first += kMoveChunk) {
+    const std::size_t count = std::min(kMoveChunk, old_keys.size() - first);
+    ALLOT_TRY(moved, store.moveLegacyOrders(std::span(old_keys).subspan(first, count)));
+    result.moved += moved;
+    if (result.moved - reported >= kProgressEvery) {
+      reported = result.moved;
       spdlog::info("order layout: {} of {} moved", result.moved, old_keys.size());
     }
   }

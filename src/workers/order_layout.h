@@ -19,9 +19,10 @@ struct OrderLayoutMove {
   std::size_t moved = 0;     // orders written in the new layout and their old keys deleted
 };
 
-// SCANs every master for old order keys and moves each (RedisStockStore::moveLegacyOrder),
-// then sets the marker key, so later starts skip the scan. Safe to run again after a failure
-// or by two processes at once: an order already in the new layout is kept as it is.
+// SCANs every master for old order keys and moves them, 500 at a time in three pipelined
+// round trips (RedisStockStore::moveLegacyOrders), then sets the marker key, so later starts
+// skip the scan. Safe to run again after a failure or by two processes at once: an order
+// already in the new layout is kept as it is.
 [[nodiscard]] Result<OrderLayoutMove> moveOrdersToBuckets(redis::Client& client, WriteBack& scanner,
                                                           redis::RedisStockStore& store);
 

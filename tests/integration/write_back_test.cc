@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "domain/preallocation_service.h"
 #include "domain/system_clock.h"
@@ -485,6 +487,63 @@ TEST_P(WriteBackTest, OrdersOfTheLayoutBeforeBucketsAreMovedAndStillEnd) {
   ASSERT_TRUE(again.has_value());
   EXPECT_TRUE(again->done_before);
   EXPECT_EQ(again->moved, 0u);
+}
+
+// More old keys than one round of the move (500), some with an expiry, beside old-looking
+// keys that are not orders of ours, on servers without the script loaded (the pipelined
+// EVALSHA meets NOSCRIPT): every order arrives in the new layout with its fields and expiry,
+// its old key is gone, and the other keys are left as they were.
+TEST_P(WriteBackTest, ManyOrdersOfTheLayoutBeforeBucketsMoveInRounds) {
+  constexpr int kOrders = 1'234;
+  auto oldKey = [&](int i) { return "ord:{" + dept_ + "|MO" + std::to_string(i) + "}"; };
+  std::vector<redis::RoutedCommand> setup;
+  for (int i = 0; i < kOrders; ++i) {
+    const std::string key = oldKey(i);
+    setup.push_back({key, {"HSET", key, "st", i % 2 == 0 ? "D" : "R", "rl", "1"}});
+    if (i % 3 == 0) setup.push_back({key, {"EXPIRE", key, "1000"}});
+  }
+  const std::string no_order = "ord:{" + dept_ + "}";           // no '|': not an order key
+  const std::string not_hash = "ord:{" + dept_ + "|MOSTRING}";  // an order's name, not a hash
+  setup.push_back({no_order, {"HSET", no_order, "st", "A"}});
+  setup.push_back({not_hash, {"SET", not_hash, "x"}});
+  for (const auto& reply : client_->pipeline(setup)) {
+    ASSERT_TRUE(reply.has_value() && !reply->isError()) << (reply ? reply->str : "transport");
+  }
+  ASSERT_TRUE(client_->command("layout:orders", {"DEL", "layout:orders"}).has_value());
+  ASSERT_TRUE(client_->commandOnMasters({"SCRIPT", "FLUSH"}).has_value());
+
+  const auto worker = newWorker();
+  auto moved = workers::moveOrdersToBuckets(*client_, *worker, *hot_);
+  ASSERT_TRUE(moved.has_value()) << moved.error().message;
+  EXPECT_GE(moved->moved, static_cast<std::size_t>(kOrders));
+
+  std::vector<redis::RoutedCommand> checks;
+  for (int i = 0; i < kOrders; ++i) {
+    const std::string old_key = oldKey(i);
+    const std::string new_key = redis::keys::order(OrderRef{dept_, "MO" + std::to_string(i)});
+    checks.push_back({old_key, {"EXISTS", old_key}});
+    checks.push_back({new_key, {"HGET", new_key, "st"}});
+    checks.push_back({new_key, {"TTL", new_key}});
+  }
+  const auto replies = client_->pipeline(checks);
+  for (int i = 0; i < kOrders; ++i) {
+    SCOPED_TRACE("order MO" + std::to_string(i));
+    ASSERT_TRUE(replies[3 * i].has_value() && replies[3 * i + 1].has_value() &&
+                replies[3 * i + 2].has_value());
+    EXPECT_EQ(replies[3 * i]->integer, 0);
+    EXPECT_EQ(replies[3 * i + 1]->str, i % 2 == 0 ? "D" : "R");
+    if (i % 3 == 0) {
+      EXPECT_GT(replies[3 * i + 2]->integer, 900);
+      EXPECT_LE(replies[3 * i + 2]->integer, 1000);
+    } else {
+      EXPECT_EQ(replies[3 * i + 2]->integer, -1);
+    }
+  }
+  EXPECT_EQ(hot_->readOrder(OrderRef{dept_, "MO7"})->value().status, OrderStatus::kRolledBack);
+  EXPECT_EQ(client_->command(no_order, {"HGET", no_order, "st"})->str, "A");
+  EXPECT_EQ(client_->command(not_hash, {"GET", not_hash})->str, "x");
+  ASSERT_TRUE(client_->command(no_order, {"DEL", no_order}).has_value());
+  ASSERT_TRUE(client_->command(not_hash, {"DEL", not_hash}).has_value());
 }
 
 INSTANTIATE_TEST_SUITE_P(Redis, WriteBackTest, ::testing::Values(false, true),
