@@ -454,7 +454,7 @@ Result<std::size_t> RedisStockStore::moveLegacyOrders(std::span<const std::strin
     if (!order) continue;
     moves.push_back(Move{&old_key, std::move(*order), {}, {}});
     reads.push_back({old_key, {"HGETALL", old_key}});
-    reads.push_back({old_key, {"PTTL", old_key}});
+    reads.push_back({old_key, {"PEXPIRETIME", old_key}});
   }
   // 1. Each order's fields and expiry.
   auto read = client_.pipeline(reads);
@@ -463,16 +463,18 @@ Result<std::size_t> RedisStockStore::moveLegacyOrders(std::span<const std::strin
   for (std::size_t i = 0; i < moves.size(); ++i) {
     Move& move = moves[i];
     ALLOT_TRY(fields, std::move(read[2 * i]));
-    if (fields.isError()) continue;  // not a hash: not an order of ours
+    if (fields.isError() && fields.str.starts_with("WRONGTYPE")) continue;  // not an order's
     if (!fields.isArray() || fields.elements.size() % 2 != 0) {
       return std::unexpected(unexpected("HGETALL " + *move.old_key, fields));
     }
-    ALLOT_TRY(ttl, std::move(read[2 * i + 1]));
-    if (!ttl.isInteger()) return std::unexpected(unexpected("PTTL " + *move.old_key, ttl));
+    ALLOT_TRY(expiry, std::move(read[2 * i + 1]));
+    if (!expiry.isInteger() || expiry.integer < -2) {
+      return std::unexpected(unexpected("PEXPIRETIME " + *move.old_key, expiry));
+    }
     // Empty, or -2 ("no such key"): expired or moved meanwhile.
-    if (fields.elements.empty() || ttl.integer == -2) continue;
+    if (fields.elements.empty() || expiry.integer == -2) continue;
     move.keys = {keys::order(move.order), keys::orderBucket(move.order)};
-    move.args = {move.order.order_no, decimal(ttl.integer)};
+    move.args = {move.order.order_no, decimal(expiry.integer)};
     for (auto& element : fields.elements) move.args.push_back(std::move(element.str));
     std::vector<std::string> argv{"EVALSHA", scripts_->order_migrate.sha1(), "2"};
     argv.insert(argv.end(), move.keys.begin(), move.keys.end());

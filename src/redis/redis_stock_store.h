@@ -73,10 +73,10 @@ class RedisStockStore final : public HotStore {
   // ---- The order layout before buckets (workers/order_layout.h) ----
 
   // Moves the orders kept under old keys ord:{dept|order_no} to the bucketed layout, with
-  // their fields and expiry, and deletes the old keys: three pipelined round trips for all of
-  // `old_keys` (reads, order_migrate.lua, DEL). Returns how many were moved; a key that is not
-  // such a key, or was gone already, is left alone. A failure leaves every order under its old
-  // key, its new one or both, so the move can be run again.
+  // their fields and expiry instant, and deletes the old keys: three pipelined round trips for
+  // all of `old_keys` (reads, order_migrate.lua, DEL). Returns how many were moved; a key that
+  // is not such a key, not a hash, or gone already is left alone. A failure leaves every order
+  // under its old key, its new one or both, so the move can be run again.
   [[nodiscard]] Result<std::size_t> moveLegacyOrders(std::span<const std::string> old_keys);
 
  private:
