@@ -444,24 +444,22 @@ Result<std::size_t> RedisStockStore::moveLegacyOrders(std::span<const std::strin
   struct Move {
     const std::string* old_key = nullptr;
     OrderRef order;
-    std::vector<std::string> keys;  // of order_migrate.lua
-    std::vector<std::string> args;
   };
   std::vector<Move> moves;
   std::vector<RoutedCommand> reads;
   for (const std::string& old_key : old_keys) {
     auto order = legacyOrderOf(old_key);
     if (!order) continue;
-    moves.push_back(Move{&old_key, std::move(*order), {}, {}});
+    moves.push_back(Move{&old_key, std::move(*order)});
     reads.push_back({old_key, {"HGETALL", old_key}});
     reads.push_back({old_key, {"PEXPIRETIME", old_key}});
   }
   // 1. Each order's fields and expiry.
   auto read = client_.pipeline(reads);
-  std::vector<Move*> found;
+  std::vector<const std::string*> found;  // the old key of each write
   std::vector<RoutedCommand> writes;
   for (std::size_t i = 0; i < moves.size(); ++i) {
-    Move& move = moves[i];
+    const Move& move = moves[i];
     ALLOT_TRY(fields, std::move(read[2 * i]));
     if (fields.isError() && fields.str.starts_with("WRONGTYPE")) continue;  // not an order's
     if (!fields.isArray() || fields.elements.size() % 2 != 0) {
@@ -473,26 +471,41 @@ Result<std::size_t> RedisStockStore::moveLegacyOrders(std::span<const std::strin
     }
     // Empty, or -2 ("no such key"): expired or moved meanwhile.
     if (fields.elements.empty() || expiry.integer == -2) continue;
-    move.keys = {keys::order(move.order), keys::orderBucket(move.order)};
-    move.args = {move.order.order_no, decimal(expiry.integer)};
-    for (auto& element : fields.elements) move.args.push_back(std::move(element.str));
-    std::vector<std::string> argv{"EVALSHA", scripts_->order_migrate.sha1(), "2"};
-    argv.insert(argv.end(), move.keys.begin(), move.keys.end());
-    argv.insert(argv.end(), move.args.begin(), move.args.end());
-    writes.push_back({move.keys.front(), std::move(argv)});
-    found.push_back(&move);
+    std::string order_key = keys::order(move.order);
+    std::vector<std::string> argv{"EVALSHA",
+                                  scripts_->order_migrate.sha1(),
+                                  "2",
+                                  order_key,
+                                  keys::orderBucket(move.order),
+                                  move.order.order_no,
+                                  decimal(expiry.integer)};
+    for (auto& element : fields.elements) argv.push_back(std::move(element.str));
+    writes.push_back({std::move(order_key), std::move(argv)});
+    found.push_back(move.old_key);
   }
-  // 2. The order in the new layout (unless it is there already: a move run again).
+  // 2. The order in the new layout (unless it is there already: a move run again). A server
+  // without the script (restarted, SCRIPT FLUSH) answers NOSCRIPT: the script is loaded on
+  // every master and those writes are sent again, once.
   auto wrote = client_.pipeline(writes);
+  std::vector<std::size_t> unloaded;
+  for (std::size_t i = 0; i < wrote.size(); ++i) {
+    if (wrote[i] && wrote[i]->isNoScript()) unloaded.push_back(i);
+  }
+  if (!unloaded.empty()) {
+    ALLOT_TRY(loaded, client_.commandOnMasters({"SCRIPT", "LOAD", scripts_->order_migrate.body()}));
+    for (const Reply& reply : loaded) {
+      if (!reply.isString()) return std::unexpected(unexpected("SCRIPT LOAD order_migrate", reply));
+    }
+    std::vector<RoutedCommand> again;
+    for (const std::size_t i : unloaded) again.push_back(writes[i]);
+    auto rewrote = client_.pipeline(again);
+    for (std::size_t j = 0; j < unloaded.size(); ++j) wrote[unloaded[j]] = std::move(rewrote[j]);
+  }
   std::vector<RoutedCommand> deletes;
   for (std::size_t i = 0; i < found.size(); ++i) {
     ALLOT_TRY(moved, std::move(wrote[i]));
-    if (moved.isNoScript()) {  // this node's first: evalScript loads the body
-      ALLOT_TRY(again, client_.evalScript(scripts_->order_migrate, found[i]->keys, found[i]->args));
-      moved = std::move(again);
-    }
     if (!moved.isInteger()) return std::unexpected(unexpected("order_migrate", moved));
-    deletes.push_back({*found[i]->old_key, {"DEL", *found[i]->old_key}});
+    deletes.push_back({*found[i], {"DEL", *found[i]}});
   }
   // 3. The old keys, once their orders are in the new layout.
   auto deleted = client_.pipeline(deletes);
