@@ -494,7 +494,9 @@ Result<std::size_t> RedisStockStore::moveLegacyOrders(std::span<const std::strin
   if (!unloaded.empty()) {
     ALLOT_TRY(loaded, client_.commandOnMasters({"SCRIPT", "LOAD", scripts_->order_migrate.body()}));
     for (const Reply& reply : loaded) {
-      if (!reply.isString()) return std::unexpected(unexpected("SCRIPT LOAD order_migrate", reply));
+      if (!reply.isString() || reply.str != scripts_->order_migrate.sha1()) {
+        return std::unexpected(unexpected("SCRIPT LOAD order_migrate", reply));
+      }
     }
     std::vector<RoutedCommand> again;
     for (const std::size_t i : unloaded) again.push_back(writes[i]);

@@ -34,9 +34,6 @@ Result<OrderLayoutMove> moveOrdersToBuckets(redis::Client& client, WriteBack& sc
     return result;
   }
   ALLOT_TRY(old_keys, scanner.scanKeys(std::string(kOldOrderKeys)));
-  // SCAN may return a key twice (the table was resized meanwhile): each is moved once.
-  std::sort(old_keys.begin(), old_keys.end());
-  old_keys.erase(std::unique(old_keys.begin(), old_keys.end()), old_keys.end());
   if (!old_keys.empty()) {
     spdlog::info("order layout: moving {} orders of the layout before buckets", old_keys.size());
   }

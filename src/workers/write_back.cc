@@ -594,6 +594,9 @@ Result<void> WriteBack::findStreams(const std::function<void(const std::string&)
 Result<std::vector<std::string>> WriteBack::scanKeys(const std::string& pattern) {
   std::vector<std::string> found;
   ALLOT_TRY_VOID(scanMasters(pattern, [&found](const std::string& key) { found.push_back(key); }));
+  // SCAN may return a key twice (the table was resized meanwhile): each is listed once.
+  std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
   return found;
 }
 

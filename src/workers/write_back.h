@@ -108,7 +108,7 @@ class WriteBack {
   // so it ends under any load (the route switch uses it).
   [[nodiscard]] bool drainAppendedBefore(const std::set<std::string>& streams,
                                          std::chrono::steady_clock::time_point deadline);
-  // Every key matching the SCAN pattern, on every master.
+  // Every key matching the SCAN pattern, on every master, each once, in sorted order.
   [[nodiscard]] Result<std::vector<std::string>> scanKeys(const std::string& pattern);
 
   [[nodiscard]] const WriteBackMetrics& metrics() const { return metrics_; }
