@@ -241,7 +241,7 @@ Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std:
             evalAppending(scripts_->release,
                           {usable, keys::subtracted(key), keys::ullage(key), keys::holds(key),
                            keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
-                           keys::deductionRecord(key), keys::outboxFor(usable)},
+                           keys::deductionRecord(key), keys::outboxFor(usable), keys::fence(key)},
                           {key.index(), key.dept_no, order_no, std::string(releaseKindName(kind)),
                            decimal(options_.retention_seconds)}));
   ALLOT_TRY(elements, arrayOf("release", reply, 3));

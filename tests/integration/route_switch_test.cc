@@ -155,6 +155,35 @@ TEST_F(RouteSwitchTest, EveryKindOfOrderSurvivesARoundTrip) {
   EXPECT_TRUE(databaseConverges({a, b}));
 }
 
+// An order refused because a record was never seen holds nothing there, so its refusal must
+// leave nothing to compensate: a task for it could never be applied (the record is not in
+// Redis) and would stop the merchant's switch to MySQL.
+TEST_F(RouteSwitchTest, ARefusalOnANeverSeenRecordLeavesNothingToCompensate) {
+  const auto dept = newDept();
+  const auto known = newRecord(dept, 5);
+  const RecordKey unknown = makeKey(dept, uniqueName("g"), "W1");
+  const auto tasks_recorded = [&] {
+    return api().metric("allot_compensation_tasks_recorded_total");
+  };
+  const auto tasks_before = tasks_recorded();
+  ASSERT_TRUE(tasks_before.has_value());
+  EXPECT_TRUE(
+      isError(api().preallocate(dept, uniqueName("o"), {{unknown, 1}}), 409, "insufficient_stock"));
+  // The known line is held first and undone; the unknown one is refused.
+  EXPECT_TRUE(isError(api().preallocate(dept, uniqueName("o"), {{known, 2}, {unknown, 1}}), 409,
+                      "insufficient_stock"));
+  EXPECT_TRUE(isError(api().preallocate(dept, uniqueName("o"), {{unknown, 1}, {known, 2}}), 409,
+                      "insufficient_stock"));
+  EXPECT_TRUE(hasQuantities(api().stock(known), Quantities{5, 0, 0}));
+  EXPECT_TRUE(isError(api().stock(unknown), 404, "not_found"));
+  EXPECT_EQ(tasks_recorded(), tasks_before);
+
+  auto moved = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(moved)) << moved.describe();
+  EXPECT_EQ(moved.string("route"), "mysql");
+  EXPECT_TRUE(hasQuantities(api().stock(known), Quantities{5, 0, 0}));
+}
+
 // What one client saw: the final answer of each order it sent.
 struct Ledger {
   std::mutex mutex;

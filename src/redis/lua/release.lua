@@ -8,12 +8,16 @@
 -- KEYS[6] rb:{rec}:<order>  rollback tombstone
 -- KEYS[7] dr:{rec}          deduction record hash: order -> "allocated:shortage"
 -- KEYS[8] ob:{slot}         outbox stream of this slot
+-- KEYS[9] f:{rec}           route fence (the record moved to the MySQL path)
 -- ARGV[1] record index  ARGV[2] dept_no  ARGV[3] order_no
 -- ARGV[4] kind: "undo" | "rollback" | "deduct"   ARGV[5] retention seconds of the tombstones
 --
 -- Returns {released, allocated, shortage}: released 1 when a live hold ended now, 0 when
 -- there was none (never held here, already released, or already deducted), -1 when the
 -- record is not loaded (it moved to the MySQL path: nothing is written, not even a tombstone).
+-- An undo on a record that is not loaded and was never fenced, of an order with no hold entry
+-- and no anti-duplicate key there, answers 0: the record was never seen (an order refused for
+-- it holds nothing), and a -1 would leave the caller a compensation task nothing can apply.
 --   undo:     usable += allocated, subtracted -= allocated, ullage -= shortage; entry deleted.
 --   rollback: as undo, and a tombstone is left even when nothing was held, so a hold of this
 --             order that arrives late (a slow or retried pre-allocation) is refused.
@@ -23,7 +27,13 @@
 --             expire), and the deduction is recorded.
 -- Invariant: usable, subtracted and ullage stay >= 0.
 local kind = ARGV[4]
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if kind == 'undo' and redis.call('EXISTS', KEYS[9], KEYS[5]) == 0 and
+      redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then
+    return {0, 0, 0}
+  end
+  return {-1, 0, 0}
+end
 if kind == 'rollback' then redis.call('SET', KEYS[6], '1', 'EX', ARGV[5]) end
 local prior = redis.call('HGET', KEYS[4], ARGV[3])
 if not prior then prior = redis.call('GET', KEYS[5]) end
