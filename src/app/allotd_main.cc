@@ -89,6 +89,9 @@ std::string reconcileMetricsText(const allot::workers::ReconcileMetrics& metrics
                              "Records with real drift (not lag).", metrics.mismatched.load());
   allot::http::appendCounter(out, "allot_reconcile_repaired_total", "Drifted records repaired.",
                              metrics.repaired.load());
+  allot::http::appendCounter(out, "allot_reconcile_records_failed_total",
+                             "Records that could not be compared (a bad value; logged).",
+                             metrics.records_failed.load());
   allot::http::appendCounter(out, "allot_reconcile_lag_only_total",
                              "Differences explained by events not yet written back.",
                              metrics.lag_only.load());
@@ -300,7 +303,8 @@ int run(const allot::app::Config& config) {
   auto reconcile_now = [&reconciler](const std::optional<std::string>& dept_no)
       -> allot::Result<allot::http::ReconcileCounts> {
     ALLOT_TRY(report, reconciler.reconcile(dept_no));
-    return allot::http::ReconcileCounts{report.checked, report.mismatched, report.repaired};
+    return allot::http::ReconcileCounts{report.checked, report.mismatched, report.repaired,
+                                        report.failed};
   };
   auto metrics_text = [&write_back, &reconciler, &route_switch] {
     return writeBackMetricsText(write_back.metrics()) + reconcileMetricsText(reconciler.metrics()) +

@@ -362,8 +362,9 @@ Result<Quantities> PreallocationService::adjust(const AdjustRequest& request,
   const AdjustChange change = request.delta
                                   ? AdjustChange{AdjustChange::Mode::kDelta, *request.delta}
                                   : AdjustChange{AdjustChange::Mode::kSet, *request.on_hand};
-  // A decrease of a record that exists nowhere is refused without creating it.
-  ALLOT_TRY(exists, loadRecord(key, /*create=*/increase || !request.delta));
+  // A decrease of a record that exists nowhere is refused without creating it; a delta of 0
+  // creates it at zero, as a count of 0 does.
+  ALLOT_TRY(exists, loadRecord(key, /*create=*/!request.delta || *request.delta >= 0));
   if (!exists) {
     (void)ledger_.dropAdjustmentClaim(key.dept_no, request.ref);
     return fail(ErrorCode::kInsufficientStock, "record " + key.index() + " has no stock");

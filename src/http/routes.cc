@@ -193,8 +193,9 @@ HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) 
     if (!options_.reconcile) return errorAnswer(ErrorCode::kUnavailable, "reconciliation is off");
     auto counts = options_.reconcile(*dept_no);
     if (!counts) return errorAnswer(counts.error());
-    return {200, fmt::format(R"({{"checked":{},"mismatched":{},"repaired":{}}})", counts->checked,
-                             counts->mismatched, counts->repaired)};
+    return {200,
+            fmt::format(R"({{"checked":{},"mismatched":{},"repaired":{},"failed":{}}})",
+                        counts->checked, counts->mismatched, counts->repaired, counts->failed)};
   }
   constexpr std::string_view kMerchants = "/v1/admin/merchants/";
   if (path.starts_with(kMerchants)) return merchant(request, path.substr(kMerchants.size()));
@@ -234,10 +235,18 @@ HttpAnswer Router::ready() {
   return {200, R"({"status":"ready"})"};
 }
 
+// "Bearer <token>": the scheme's name is case-insensitive (RFC 7235), then one or more spaces.
 bool Router::authorized(std::string_view authorization, const std::string& token) const {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (!authorization.starts_with(kBearer)) return false;
-  return constantTimeEquals(authorization.substr(kBearer.size()), token);
+  constexpr std::string_view kBearer = "bearer";
+  if (authorization.size() <= kBearer.size()) return false;
+  for (std::size_t i = 0; i < kBearer.size(); ++i) {
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != kBearer[i]) return false;
+  }
+  std::size_t at = kBearer.size();
+  if (authorization[at] != ' ') return false;
+  while (at < authorization.size() && authorization[at] == ' ') ++at;
+  return constantTimeEquals(authorization.substr(at), token);
 }
 
 void Router::count(Endpoint endpoint, int status) {

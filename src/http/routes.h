@@ -36,6 +36,7 @@ struct ReconcileCounts {
   std::int64_t checked = 0;
   std::int64_t mismatched = 0;
   std::int64_t repaired = 0;
+  std::int64_t failed = 0;  // could not be compared (not counted in checked)
 };
 
 struct RouterOptions {

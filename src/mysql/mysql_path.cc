@@ -427,8 +427,9 @@ Result<std::optional<Quantities>> lockStockForAdjust(Connection& connection,
                                                      const AdjustRequest& request) {
   ALLOT_TRY(stored, selectStock(connection, request.key, /*for_update=*/true));
   if (stored) return stored;
-  // An increase or a count creates the record; a decrease of an unknown one creates nothing.
-  const bool creates = !request.delta || *request.delta > 0;
+  // A count or a delta >= 0 creates the record; a decrease of an unknown one creates nothing
+  // (nothing is there to decrease).
+  const bool creates = !request.delta || *request.delta >= 0;
   if (!creates) return stored;
   // Insert then lock: two creators of one record must not both compute from "no row".
   ALLOT_TRY_VOID(connection.execute(kEnsureStock, withKey({}, request.key)));

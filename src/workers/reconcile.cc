@@ -32,6 +32,7 @@
 // after it read the values.
 #include "workers/reconcile.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -558,8 +559,18 @@ Result<ReconcileReport> Reconciler::reconcile(std::optional<std::string> dept_no
     for (const auto& key : *page) {
       after = key;
       auto verdict = reconcileRecord(key);
+      if (!verdict && verdict.error().code == ErrorCode::kUnavailable) {
+        // A server is down or timed out: every record after this one would fail the same
+        // way, one timeout each, and a report of the rest would claim a check not made.
+        metrics_.run_failures.fetch_add(1);
+        metrics_.records_checked.fetch_add(static_cast<std::uint64_t>(report.checked));
+        return fail(ErrorCode::kUnavailable,
+                    fmt::format("reconciliation stopped at record {} after {} checked: {}; retry",
+                                key.index(), report.checked, verdict.error().message));
+      }
       if (!verdict) {
         spdlog::warn("reconcile: {}: {}", key.index(), verdict.error().message);
+        ++report.failed;
         continue;
       }
       if (*verdict == Verdict::kNotLoaded) continue;
@@ -577,6 +588,7 @@ Result<ReconcileReport> Reconciler::reconcile(std::optional<std::string> dept_no
   metrics_.mismatched.fetch_add(static_cast<std::uint64_t>(report.mismatched));
   metrics_.repaired.fetch_add(static_cast<std::uint64_t>(report.repaired));
   metrics_.lag_only.fetch_add(static_cast<std::uint64_t>(report.lag_only));
+  metrics_.records_failed.fetch_add(static_cast<std::uint64_t>(report.failed));
   return report;
 }
 

@@ -32,6 +32,7 @@ struct ReconcileReport {
   std::int64_t mismatched = 0;  // real drift (found after the pending events were counted)
   std::int64_t repaired = 0;    // drift repaired (mismatched - repaired were refused: alerts)
   std::int64_t lag_only = 0;    // differed only by events still waiting in the outbox
+  std::int64_t failed = 0;      // could not be compared (a bad value; logged): alerts
   // The write-back's age of its oldest waiting event when the run ended (0 without one).
   std::int64_t writeback_lag_ms = 0;
 };
@@ -43,6 +44,7 @@ struct ReconcileMetrics {
   std::atomic<std::uint64_t> records_checked{0};
   std::atomic<std::uint64_t> mismatched{0};
   std::atomic<std::uint64_t> repaired{0};
+  std::atomic<std::uint64_t> records_failed{0};
   std::atomic<std::uint64_t> lag_only{0};
   std::atomic<std::uint64_t> replica_reads{0};     // first compares read from the replica
   std::atomic<std::uint64_t> replica_failures{0};  // replica reads that failed (primary used)

@@ -3,10 +3,9 @@
 // status, its error code and its body, and every refusal for leaving the quantities as they
 // were: a refused call that changed something would be worse than a wrong status.
 #include <gtest/gtest.h>
-
-#include <cstdlib>
 #include <sys/wait.h>
 
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -160,6 +159,13 @@ TEST_F(ContractTest, NegativeAdjustOfANeverSeenRecordIsRefused) {
   } else {
     EXPECT_TRUE(isError(stock, 404, "not_found"));
   }
+}
+
+// A delta of 0 makes nothing negative: like a count of 0, it creates the record at zero.
+TEST_F(ContractTest, ZeroDeltaOfANeverSeenRecordCreatesItAtZero) {
+  const RecordKey key = makeKey(newDept(), uniqueName("g"), "W1");
+  EXPECT_TRUE(hasQuantities(api().adjustDelta(key, uniqueName("ref"), 0), Quantities{0, 0, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(key), Quantities{0, 0, 0}));
 }
 
 // ---- 2. GET /v1/stock ----------------------------------------------------------------------
@@ -583,6 +589,14 @@ TEST(ContractAuthTest, ApiTokenGuardsEveryV1Call) {
   EXPECT_TRUE(
       hasQuantities(authorized.adjustDelta(key, uniqueName("ref"), 5), Quantities{5, 0, 0}));
   EXPECT_TRUE(isOk(authorized.preallocate(dept, order, {{key, 1}})));
+  // The scheme's name is case-insensitive (RFC 7235), and more than one space may follow it.
+  for (const std::string& header : {"bearer " + token, "BEARER " + token, "Bearer  " + token}) {
+    SCOPED_TRACE(header);
+    EXPECT_TRUE(isOk(anonymous.call("GET", stockTarget(key), "", {{"Authorization", header}})));
+  }
+  EXPECT_TRUE(
+      isError(anonymous.call("GET", stockTarget(key), "", {{"Authorization", "Bearer" + token}}),
+              401, "unauthorized"));
 
   for (const char* target : {"/healthz", "/readyz"}) {
     EXPECT_EQ(anonymous.call("GET", target).status, 200) << target;

@@ -256,7 +256,8 @@ TEST_F(MysqlPathTest, AdjustNeverMakesAvailableNegative) {
   EXPECT_EQ(*set, (Quantities{8, 8, 0}));
 }
 
-TEST_F(MysqlPathTest, OnlyAnIncreaseOrACountCreatesARecord) {
+// A delta of 0 makes nothing negative, so it creates the record at zero as a count of 0 does.
+TEST_F(MysqlPathTest, EverythingButADecreaseCreatesARecord) {
   struct Case {
     const char* name;
     AdjustRequest request;
@@ -265,7 +266,7 @@ TEST_F(MysqlPathTest, OnlyAnIncreaseOrACountCreatesARecord) {
   };
   const Case cases[] = {
       {"decrease", deltaRequest(key("A"), "c1", -1), false, {}},
-      {"zero delta", deltaRequest(key("B"), "c2", 0), false, {}},
+      {"zero delta", deltaRequest(key("B"), "c2", 0), true, {0, 0, 0}},
       {"increase", deltaRequest(key("C"), "c3", 3), true, {3, 0, 0}},
       {"count of zero", setRequest(key("D"), "c4", 0), true, {0, 0, 0}},
   };
