@@ -61,7 +61,8 @@ HttpAnswer Router::handle(const HttpRequestView& request) {
   HttpAnswer answer;
   if (match.endpoint == Endpoint::kOther) {
     answer = errorAnswer(ErrorCode::kNotFound, "no such endpoint: " + std::string(path));
-  } else if (!match.method.empty() && request.method != match.method) {
+  } else if (!match.method.empty() && request.method != match.method &&
+             !(request.method == "HEAD" && match.method == "GET")) {
     answer = {405, encodeError({ErrorCode::kInvalidRequest,
                                 fmt::format("{} accepts only {}", path, match.method)})};
   } else if (path.starts_with("/v1/") && match.endpoint != Endpoint::kAdmin &&

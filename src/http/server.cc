@@ -47,7 +47,10 @@ std::string readFailureReason(const beast::error_code& error) {
 
 // The whole answer as it goes on the wire. HTTP/1.1 connections persist unless they say
 // close; HTTP/1.0 ones only when they asked for keep-alive (Beast's keep_alive() decides).
-std::string wireAnswer(const HttpAnswer& answer, unsigned version, bool keep_alive) {
+// The answer on the wire; to a HEAD request, everything but the body (RFC 9110 9.3.2: the
+// Content-Length a GET would have had).
+std::string wireAnswer(const HttpAnswer& answer, unsigned version, bool keep_alive,
+                       bool head = false) {
   const auto status = static_cast<bhttp::status>(answer.status);
   const std::string_view reason = bhttp::obsolete_reason(status);
   std::string out;
@@ -61,7 +64,8 @@ std::string wireAnswer(const HttpAnswer& answer, unsigned version, bool keep_ali
   } else if (version == 10) {
     out.append("\r\nConnection: keep-alive");
   }
-  out.append("\r\n\r\n").append(answer.body);
+  out.append("\r\n\r\n");
+  if (!head) out.append(answer.body);
   return out;
 }
 
@@ -175,6 +179,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             request[bhttp::field::authorization], request.body()};
     keep_alive_ = request.keep_alive();
     version_ = request.version();
+    head_ = request.method() == bhttp::verb::head;
     state_ = State::kServing;
     if (thread_.fast != nullptr) {
       auto resume = [self = shared_from_this()](std::optional<HttpAnswer> answer) {
@@ -202,7 +207,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void answer(HttpAnswer answer) {
-    write(wireAnswer(answer, version_, keep_alive_), keep_alive_, idle_timeout_);
+    write(wireAnswer(answer, version_, keep_alive_, head_), keep_alive_, idle_timeout_);
   }
 
   // A request that cannot be read to its end: the connection cannot be reused.
@@ -298,6 +303,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string out_;       // the answer being written
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  bool head_ = false;  // the request is a HEAD: its answer goes without the body
   // Reading: waiting for (the rest of) a request, deadline_ is the idle timeout. Serving: a
   // call is answering it. Writing: the answer goes out, deadline_ bounds it.
   enum class State { kReading, kServing, kWriting, kLingering };

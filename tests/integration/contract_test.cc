@@ -43,6 +43,36 @@ TEST_F(ContractTest, HealthAndReadinessAnswer200) {
   }
 }
 
+// HEAD, which health checkers use, answers as GET without the body: here the HEAD's answer
+// (its Content-Length that of GET's body) is followed at once by the next answer on the
+// connection, so no body came in between.
+TEST_F(ContractTest, HeadAnswersAsGetWithoutTheBody) {
+  for (const char* target : {"/healthz", "/readyz"}) {
+    SCOPED_TRACE(target);
+    const ApiResponse get = api().call("GET", target);
+    ASSERT_EQ(get.status, 200);
+    const std::string answers =
+        rawExchange(allotd().endpoint(),
+                    std::string("HEAD ") + target + " HTTP/1.1\r\nHost: allot\r\n\r\n" + "GET " +
+                        target + " HTTP/1.1\r\nHost: allot\r\nConnection: close\r\n\r\n");
+    const auto end_of_head = answers.find("\r\n\r\n");
+    ASSERT_NE(end_of_head, std::string::npos) << answers;
+    const std::string head = answers.substr(0, end_of_head);
+    EXPECT_TRUE(head.starts_with("HTTP/1.1 200 ")) << head;
+    EXPECT_NE(head.find("Content-Length: " + std::to_string(get.body.size())), std::string::npos)
+        << head;
+    const std::string rest = answers.substr(end_of_head + 4);
+    EXPECT_TRUE(rest.starts_with("HTTP/1.1 200 ")) << rest;
+    EXPECT_TRUE(rest.ends_with(get.body)) << rest;
+  }
+  // A path that takes only POST refuses HEAD, and still sends no body.
+  const std::string refused = rawExchange(
+      allotd().endpoint(),
+      "HEAD /v1/preallocations/rollback HTTP/1.1\r\nHost: allot\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(refused.starts_with("HTTP/1.1 405 ")) << refused;
+  EXPECT_TRUE(refused.ends_with("\r\n\r\n")) << refused;
+}
+
 // ---- 1. POST /v1/stock/adjust ------------------------------------------------------------
 
 TEST_F(ContractTest, AdjustByDeltaAddsAndRemovesStock) {

@@ -1,7 +1,15 @@
 // Request builders and answer predicates for the integration tests (see api_client.h).
 #include "support/api_client.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 
@@ -223,6 +231,42 @@ std::optional<double> ApiClient::metric(std::string_view name) {
     return std::nullopt;
   }
   return metricSum(response.body, name);
+}
+
+std::string rawExchange(const cli::Endpoint& endpoint, std::string_view request) {
+  std::string received;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ADD_FAILURE() << "socket: " << std::strerror(errno);
+    return received;
+  }
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(endpoint.port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    ADD_FAILURE() << "connect: " << std::strerror(errno);
+    ::close(fd);
+    return received;
+  }
+  for (std::size_t sent = 0; sent < request.size();) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      ADD_FAILURE() << "send: " << std::strerror(errno);
+      ::close(fd);
+      return received;
+    }
+    sent += static_cast<std::size_t>(n);
+  }
+  std::array<char, 4096> chunk{};
+  for (;;) {
+    const ssize_t n = ::recv(fd, chunk.data(), chunk.size(), 0);
+    if (n < 0) ADD_FAILURE() << "recv: " << std::strerror(errno);
+    if (n <= 0) break;
+    received.append(chunk.data(), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return received;
 }
 
 ::testing::AssertionResult isOk(const ApiResponse& response) {

@@ -91,6 +91,11 @@ class ApiClient {
   cli::HttpClient http_;
 };
 
+// Writes `request` as it is on a new connection to `endpoint` and returns every byte received
+// until allotd closes it (so the request should end with "Connection: close"). Fails the
+// current test and returns what it has on a socket error.
+[[nodiscard]] std::string rawExchange(const cli::Endpoint& endpoint, std::string_view request);
+
 // A 200 whose body is a JSON object.
 [[nodiscard]] ::testing::AssertionResult isOk(const ApiResponse& response);
 // The error shape of API.md: the status, and a JSON object whose "error" is `code` and whose
