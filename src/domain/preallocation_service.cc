@@ -222,9 +222,11 @@ std::vector<ShortLine> PreallocationService::collectShortLines(const Preallocate
   short_lines.push_back({first.key, first.qty, first_available});
   for (std::size_t i = first_short + 1; i < request.lines.size(); ++i) {
     const auto& line = request.lines[i];
-    auto stored = hot_.readRecord(line.key);
-    if (!stored) continue;
-    const std::int64_t available = stored->has_value() ? (*stored)->available() : 0;
+    // Redis, or the database for a record not loaded yet (as GET /v1/stock reads it); a
+    // record never seen has nothing available.
+    auto stored = readRecord(line.key);
+    if (!stored && stored.error().code != ErrorCode::kNotFound) continue;
+    const std::int64_t available = stored ? stored->available() : 0;
     if (available < line.qty) short_lines.push_back({line.key, line.qty, available});
   }
   return short_lines;

@@ -11,6 +11,7 @@
 
 #include "support/allotd_process.h"
 #include "support/api_client.h"
+#include "support/servers.h"
 #include "support/test_env.h"
 
 namespace allot::testing {
@@ -308,6 +309,31 @@ TEST_F(ContractTest, PreallocateRetryWithTheSameLinesReplays) {
     EXPECT_TRUE(stockIs(first, Quantities{10, 3, 0}));
     EXPECT_TRUE(stockIs(second, Quantities{10, 4, 0}));
   }
+}
+
+// A refusal names the lines that are short, and only those: a later line whose record the
+// database has but Redis has not loaded yet has what its row says.
+TEST_F(ContractTest, ARefusalNamesOnlyTheShortLines) {
+  const std::string dept = newDept();
+  const RecordKey scarce = newRecord(dept, 1);
+  const RecordKey stored = makeKey(dept, uniqueName("g"), "W1");
+  auto ledger = openLedger();
+  ASSERT_NE(ledger, nullptr);
+  ASSERT_TRUE(ledger->ensureRecord(stored).has_value());
+  ASSERT_TRUE(ledger->applyAdjustment(stored, uniqueName("ref"), 5).has_value());
+  const RecordKey unknown = makeKey(dept, uniqueName("g"), "W1");
+  const ApiResponse refused =
+      api().preallocate(dept, uniqueName("o"), {{scarce, 100}, {stored, 1}, {unknown, 1}});
+  ASSERT_TRUE(isError(refused, 409, "insufficient_stock"));
+  const auto* body = refused.object();
+  ASSERT_NE(body, nullptr);
+  const auto* lines = body->if_contains("lines");
+  ASSERT_TRUE(lines != nullptr && lines->is_array()) << refused.describe();
+  ASSERT_EQ(lines->as_array().size(), 2u) << refused.describe();
+  EXPECT_EQ(lines->as_array()[0].as_object().at("goods_no").as_string(), scarce.goods_no);
+  EXPECT_EQ(lines->as_array()[1].as_object().at("goods_no").as_string(), unknown.goods_no);
+  EXPECT_EQ(refused.body.find(stored.goods_no), std::string::npos) << refused.describe();
+  EXPECT_TRUE(stockIs(stored, Quantities{5, 0, 0}));
 }
 
 TEST_F(ContractTest, PreallocateRetryWithOtherLinesIsAConflict) {

@@ -122,42 +122,56 @@ TEST_P(StoreTest, ShortageRollbackAndDeductMoveTheRightCounters) {
   EXPECT_EQ(read(key), (Quantities{4, 0, 0}));
 }
 
-// A record that is not loaded: an undo there has nothing to release when the record was never
-// seen (an order refused for it), but everything else answers "not loaded" (unavailable) and
-// writes nothing: a rollback or a deduct, an undo on a record that moved to the MySQL path
-// (fenced), and an undo of an order that has a trace of a hold there.
-TEST_P(StoreTest, AnUndoOnARecordNeverSeenHasNothingToRelease) {
+// A record that is not loaded: an undo or a rollback there has nothing to release when the
+// record was never seen (an order refused for it, or rolled back while it was being
+// allocated), and the rollback leaves its tombstone for a hold that comes once the record
+// exists. Everything else answers "not loaded" (unavailable) and writes nothing: a deduct, a
+// release on a record that moved to the MySQL path (fenced), and one of an order that has a
+// trace of a hold there.
+TEST_P(StoreTest, AReleaseOnARecordNeverSeenHasNothingToRelease) {
   const auto never_seen = record("G10");
   auto undone = store_->release(never_seen, "O1", ReleaseKind::kUndo);
   ASSERT_TRUE(undone.has_value()) << undone.error().message;
   EXPECT_FALSE(undone->released);
-  for (const auto kind : {ReleaseKind::kRollback, ReleaseKind::kDeduct}) {
-    auto refused = store_->release(never_seen, "O1", kind);
-    ASSERT_FALSE(refused.has_value());
-    EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
-  }
+  const auto tombstone = redis::keys::rollbackTombstone(never_seen, "O1");
+  EXPECT_EQ(client_->command(tombstone, {"EXISTS", tombstone})->integer, 0);
+  auto refused = store_->release(never_seen, "O1", ReleaseKind::kDeduct);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  auto rolled_back = store_->release(never_seen, "O1", ReleaseKind::kRollback);
+  ASSERT_TRUE(rolled_back.has_value()) << rolled_back.error().message;
+  EXPECT_FALSE(rolled_back->released);
+  EXPECT_EQ(client_->command(tombstone, {"EXISTS", tombstone})->integer, 1);
   auto loaded = store_->readRecord(never_seen);
   ASSERT_TRUE(loaded.has_value());
   EXPECT_FALSE(loaded->has_value());
-  const auto tombstone = redis::keys::rollbackTombstone(never_seen, "O1");
-  EXPECT_EQ(client_->command(tombstone, {"EXISTS", tombstone})->integer, 0);
+  // Once the record exists, the tombstone refuses a late hold of the order.
+  ASSERT_TRUE(store_->loadRecord(never_seen, Quantities{5, 0, 0}).value());
+  EXPECT_EQ(store_->hold(never_seen, "O1", 1, false)->kind, HoldOutcome::Kind::kRolledBack);
+  EXPECT_EQ(read(never_seen), (Quantities{5, 0, 0}));
 
   const auto moved = record("G11");
   ASSERT_TRUE(store_->loadRecord(moved, Quantities{5, 0, 0}).value());
   ASSERT_EQ(store_->hold(moved, "O2", 2, false)->kind, HoldOutcome::Kind::kHeld);
   ASSERT_TRUE(store_->evictRecord(moved).has_value());
-  auto fenced = store_->release(moved, "O3", ReleaseKind::kUndo);
-  ASSERT_FALSE(fenced.has_value());
-  EXPECT_EQ(fenced.error().code, ErrorCode::kUnavailable);
+  for (const auto kind : {ReleaseKind::kUndo, ReleaseKind::kRollback}) {
+    auto fenced = store_->release(moved, "O3", kind);
+    ASSERT_FALSE(fenced.has_value());
+    EXPECT_EQ(fenced.error().code, ErrorCode::kUnavailable);
+  }
+  const auto moved_tombstone = redis::keys::rollbackTombstone(moved, "O3");
+  EXPECT_EQ(client_->command(moved_tombstone, {"EXISTS", moved_tombstone})->integer, 0);
 
   // A hold entry without the record's counters (not a state the scripts leave, but nothing
   // says it was never held): not loaded.
   const auto traced = record("G12");
   const auto holds = redis::keys::holds(traced);
   ASSERT_TRUE(client_->command(holds, {"HSET", holds, "O4", "2:0"}).has_value());
-  auto kept = store_->release(traced, "O4", ReleaseKind::kUndo);
-  ASSERT_FALSE(kept.has_value());
-  EXPECT_EQ(kept.error().code, ErrorCode::kUnavailable);
+  for (const auto kind : {ReleaseKind::kUndo, ReleaseKind::kRollback}) {
+    auto kept = store_->release(traced, "O4", kind);
+    ASSERT_FALSE(kept.has_value());
+    EXPECT_EQ(kept.error().code, ErrorCode::kUnavailable);
+  }
   EXPECT_EQ(client_->command(holds, {"HGET", holds, "O4"})->str, "2:0");
 }
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "mysql/mysql_ledger.h"
+#include "redis/redis_stock_store.h"
 #include "support/allotd_process.h"
 #include "support/api_client.h"
 #include "support/servers.h"
@@ -176,6 +177,23 @@ TEST_F(RouteSwitchTest, ARefusalOnANeverSeenRecordLeavesNothingToCompensate) {
                       "insufficient_stock"));
   EXPECT_TRUE(hasQuantities(api().stock(known), Quantities{5, 0, 0}));
   EXPECT_TRUE(isError(api().stock(unknown), 404, "not_found"));
+  // A rollback that lands while such an order is still being allocated (its claim taken
+  // here, as a slow pre-allocation would have left it) releases its lines as claimed: it too
+  // has nothing to release on the record never seen, and answers 200.
+  auto redis = connectRedis(redisUrl());
+  ASSERT_NE(redis, nullptr);
+  redis::RedisStockStore store(*redis, redis::StoreOptions{});
+  const std::vector<LineRequest> lines{{known, 2}, {unknown, 1}};
+  const OrderRef slow{dept, uniqueName("slow")};
+  auto claimed = store.claimOrder(slow, encodeLineRequests(lines), linesDigest(lines), "t", 0);
+  ASSERT_TRUE(claimed.has_value()) << claimed.error().message;
+  ASSERT_EQ(claimed->kind, ClaimOutcome::Kind::kClaimed);
+  auto rolled_back = api().rollback(dept, slow.order_no);
+  ASSERT_TRUE(isOk(rolled_back)) << rolled_back.describe();
+  EXPECT_EQ(rolled_back.string("status"), "rolled_back");
+  EXPECT_TRUE(isError(api().preallocate(dept, slow.order_no, {{known, 2}, {unknown, 1}}), 409,
+                      "order_rolled_back"));
+  EXPECT_TRUE(hasQuantities(api().stock(known), Quantities{5, 0, 0}));
   EXPECT_EQ(tasks_recorded(), tasks_before);
 
   auto moved = putRoute(dept, "mysql");

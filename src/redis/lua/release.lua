@@ -15,9 +15,11 @@
 -- Returns {released, allocated, shortage}: released 1 when a live hold ended now, 0 when
 -- there was none (never held here, already released, or already deducted), -1 when the
 -- record is not loaded (it moved to the MySQL path: nothing is written, not even a tombstone).
--- An undo on a record that is not loaded and was never fenced, of an order with no hold entry
--- and no anti-duplicate key there, answers 0: the record was never seen (an order refused for
--- it holds nothing), and a -1 would leave the caller a compensation task nothing can apply.
+-- An undo or a rollback on a record that is not loaded and was never fenced, of an order with
+-- no hold entry and no anti-duplicate key there, answers 0: the record was never seen (an
+-- order refused for it holds nothing there), and a -1 would leave the caller a compensation
+-- task nothing can apply. The rollback still leaves its tombstone, for a hold of the order
+-- that arrives after the record is created.
 --   undo:     usable += allocated, subtracted -= allocated, ullage -= shortage; entry deleted.
 --   rollback: as undo, and a tombstone is left even when nothing was held, so a hold of this
 --             order that arrives late (a slow or retried pre-allocation) is refused.
@@ -28,8 +30,9 @@
 -- Invariant: usable, subtracted and ullage stay >= 0.
 local kind = ARGV[4]
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  if kind == 'undo' and redis.call('EXISTS', KEYS[9], KEYS[5]) == 0 and
+  if kind ~= 'deduct' and redis.call('EXISTS', KEYS[9], KEYS[5]) == 0 and
       redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0 then
+    if kind == 'rollback' then redis.call('SET', KEYS[6], '1', 'EX', ARGV[5]) end
     return {0, 0, 0}
   end
   return {-1, 0, 0}
