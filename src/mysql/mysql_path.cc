@@ -62,7 +62,8 @@ constexpr std::string_view kInsertLine =
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'held')";
 constexpr std::string_view kSelectLines =
     "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, qty, allocated, "
-    "shortage FROM order_lines WHERE dept_no = ? AND order_no = ? ORDER BY line_no";
+    "shortage FROM order_lines WHERE dept_no = ? AND order_no = ? ORDER BY line_no, goods_no, "
+    "warehouse_no, stock_status, stock_type, goods_level";
 // In primary key order of stock (dept_no is fixed), so releases lock stock rows in key order.
 constexpr std::string_view kSelectHeldLines =
     "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, qty, allocated, "
@@ -502,6 +503,12 @@ Result<OrderAnswer> MysqlPath::findOrder(const OrderRef& order) {
     if (rows.empty()) return std::unexpected(unknownOrder(order));
     const auto status = statusFromName(rows[0].text(0));
     if (!status) return fail(ErrorCode::kInternal, "order " + order.order_no + " has a bad status");
+    // A rolled-back order without lines_digest never had an answer (a tombstone, or an order
+    // rolled back while it was being allocated, whose lines the write-back recorded from its
+    // holds and releases): it has no answer lines, as Redis shows it.
+    if (*status == OrderStatus::kRolledBack && rows[0].isNull(1)) {
+      return OrderAnswer{order.order_no, *status, false, {}};
+    }
     ALLOT_TRY(lines, selectLines(connection, order, kSelectLines));
     return OrderAnswer{order.order_no, *status, false, std::move(lines)};
   });

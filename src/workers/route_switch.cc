@@ -229,6 +229,7 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
     std::string order_no;
     OrderStatus status = OrderStatus::kAllocated;
     std::string digest;
+    bool has_digest = false;  // lines_digest is set: the order had an answer
     std::vector<LineRequest> requested;
     std::vector<LineOutcome> answered;
     std::vector<redis::RedisStockStore::LoadedLine> lines;
@@ -245,8 +246,13 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
       for (const auto& row : rows) {
         ALLOT_TRY(status, statusOf(row.text(1)));
         index.emplace(std::string(row.text(0)), page.size());
-        page.push_back(
-            Order{std::string(row.text(0)), status, std::string(row.text(2)), {}, {}, {}});
+        page.push_back(Order{std::string(row.text(0)),
+                             status,
+                             std::string(row.text(2)),
+                             !row.isNull(2),
+                             {},
+                             {},
+                             {}});
       }
       if (page.empty()) return {};
       ALLOT_TRY(lines, lease->query(kLinesSql, {std::string_view(dept_no),
@@ -272,7 +278,10 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
       }
     }
     for (const auto& order : page) {
-      const bool tombstone = order.requested.empty();
+      // An order rolled back before it had an answer (while it was being allocated) is a
+      // tombstone too; its lines' releases and tombstones are loaded all the same.
+      const bool tombstone = order.requested.empty() ||
+                             (!order.has_digest && order.status == OrderStatus::kRolledBack);
       ALLOT_TRY_VOID(store_.loadOrder(
           OrderRef{dept_no, order.order_no}, order.status,
           tombstone ? std::string() : encodeLineRequests(order.requested), order.digest,

@@ -43,6 +43,23 @@ class RouteSwitchTest : public AllotdTest {
   ApiResponse getRoute(const std::string& dept) {
     return api().call("GET", "/v1/admin/merchants/" + dept, "", bearer(allotd().adminToken()));
   }
+  // Claims `order` in Redis through the store itself, as a pre-allocation still running (or
+  // one whose process died) leaves it; store_ is then open for more of its steps.
+  ::testing::AssertionResult claimAsASlowCall(const OrderRef& order,
+                                              const std::vector<LineRequest>& lines) {
+    if (store_ == nullptr) {
+      redis_ = connectRedis(redisUrl());
+      if (redis_ == nullptr) return ::testing::AssertionFailure() << "no Redis";
+      store_ = std::make_unique<redis::RedisStockStore>(*redis_, redis::StoreOptions{});
+    }
+    auto claimed =
+        store_->claimOrder(order, encodeLineRequests(lines), linesDigest(lines), "slow", 0);
+    if (!claimed) return ::testing::AssertionFailure() << claimed.error().message;
+    if (claimed->kind != ClaimOutcome::Kind::kClaimed) {
+      return ::testing::AssertionFailure() << "not claimed";
+    }
+    return ::testing::AssertionSuccess();
+  }
   // Waits until the database row of every record equals what Redis answers (the write-back
   // drained), and returns whether it did.
   bool databaseConverges(const std::vector<RecordKey>& keys) {
@@ -59,6 +76,9 @@ class RouteSwitchTest : public AllotdTest {
         },
         std::chrono::seconds(20));
   }
+
+  std::unique_ptr<redis::Client> redis_;
+  std::unique_ptr<redis::RedisStockStore> store_;
 };
 
 TEST_F(RouteSwitchTest, AdminEndpointsNeedTheTokenAndValidInput) {
@@ -180,14 +200,8 @@ TEST_F(RouteSwitchTest, ARefusalOnANeverSeenRecordLeavesNothingToCompensate) {
   // A rollback that lands while such an order is still being allocated (its claim taken
   // here, as a slow pre-allocation would have left it) releases its lines as claimed: it too
   // has nothing to release on the record never seen, and answers 200.
-  auto redis = connectRedis(redisUrl());
-  ASSERT_NE(redis, nullptr);
-  redis::RedisStockStore store(*redis, redis::StoreOptions{});
-  const std::vector<LineRequest> lines{{known, 2}, {unknown, 1}};
   const OrderRef slow{dept, uniqueName("slow")};
-  auto claimed = store.claimOrder(slow, encodeLineRequests(lines), linesDigest(lines), "t", 0);
-  ASSERT_TRUE(claimed.has_value()) << claimed.error().message;
-  ASSERT_EQ(claimed->kind, ClaimOutcome::Kind::kClaimed);
+  ASSERT_TRUE(claimAsASlowCall(slow, {{known, 2}, {unknown, 1}}));
   auto rolled_back = api().rollback(dept, slow.order_no);
   ASSERT_TRUE(isOk(rolled_back)) << rolled_back.describe();
   EXPECT_EQ(rolled_back.string("status"), "rolled_back");
@@ -200,6 +214,44 @@ TEST_F(RouteSwitchTest, ARefusalOnANeverSeenRecordLeavesNothingToCompensate) {
   ASSERT_TRUE(isOk(moved)) << moved.describe();
   EXPECT_EQ(moved.string("route"), "mysql");
   EXPECT_TRUE(hasQuantities(api().stock(known), Quantities{5, 0, 0}));
+}
+
+// An order rolled back while it was being allocated never had an answer: every route shows it
+// rolled back with no lines, though the write-back recorded its holds and their releases.
+TEST_F(RouteSwitchTest, AnOrderRolledBackBeforeItsAnswerShowsNoLinesOnEitherRoute) {
+  const auto dept = newDept();
+  const auto a = newRecord(dept, 5);
+  const auto b = newRecord(dept, 5);
+  // A slow pre-allocation's state when the rollback lands: claimed, the first line held.
+  const OrderRef slow{dept, uniqueName("slow")};
+  ASSERT_TRUE(claimAsASlowCall(slow, {{a, 2}, {b, 3}}));
+  auto held = store_->hold(a, slow.order_no, 2, false);
+  ASSERT_TRUE(held.has_value()) << held.error().message;
+  ASSERT_EQ(held->kind, HoldOutcome::Kind::kHeld);
+  ASSERT_TRUE(isOk(api().rollback(dept, slow.order_no)));
+
+  const auto showsNoLines = [&](const char* when) {
+    SCOPED_TRACE(when);
+    const ApiResponse order = api().order(dept, slow.order_no);
+    ASSERT_TRUE(isOk(order)) << order.describe();
+    EXPECT_EQ(order.string("status"), "rolled_back");
+    const auto* body = order.object();
+    ASSERT_NE(body, nullptr);
+    const auto* answer_lines = body->if_contains("lines");
+    ASSERT_TRUE(answer_lines != nullptr && answer_lines->is_array()) << order.describe();
+    EXPECT_TRUE(answer_lines->as_array().empty()) << order.describe();
+    EXPECT_TRUE(isError(api().preallocate(dept, slow.order_no, {{a, 2}, {b, 3}}), 409,
+                        "order_rolled_back"));
+    EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{5, 0, 0}));
+    EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{5, 0, 0}));
+  };
+  showsNoLines("on redis");
+  auto to_mysql = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(to_mysql)) << to_mysql.describe();
+  showsNoLines("on mysql");
+  auto to_redis = putRoute(dept, "redis");
+  ASSERT_TRUE(isOk(to_redis)) << to_redis.describe();
+  showsNoLines("on redis again");
 }
 
 // What one client saw: the final answer of each order it sent.
