@@ -232,9 +232,11 @@ class Ledger {
   // Fails with kInsufficientStock when on_hand would become negative.
   [[nodiscard]] virtual Result<void> applyAdjustment(const RecordKey& key, const std::string& ref,
                                                      std::int64_t delta) = 0;
-  [[nodiscard]] virtual Result<void> completeAdjustment(const std::string& dept_no,
-                                                        const std::string& ref,
-                                                        const Quantities& answer) = 0;
+  // Records `answer` as the ref's answer unless one is recorded already, and returns the one
+  // recorded: the first. A concurrent duplicate that resumed the same change answers it too.
+  [[nodiscard]] virtual Result<Quantities> completeAdjustment(const std::string& dept_no,
+                                                              const std::string& ref,
+                                                              const Quantities& answer) = 0;
   // Releases a claim that changed nothing (a refused adjust), so the ref can be used again.
   [[nodiscard]] virtual Result<void> dropAdjustmentClaim(const std::string& dept_no,
                                                          const std::string& ref) = 0;

@@ -402,9 +402,9 @@ Result<Quantities> PreallocationService::adjust(const AdjustRequest& request,
                       applied.error().message + "); retry with the same ref");
     }
   }
-  ALLOT_TRY_VOID(ledger_.completeAdjustment(key.dept_no, request.ref, outcome.after));
+  ALLOT_TRY(first_answer, ledger_.completeAdjustment(key.dept_no, request.ref, outcome.after));
   counters_.adjusts.fetch_add(1);
-  return outcome.after;
+  return first_answer;
 }
 
 Result<HotAdjustOutcome> PreallocationService::adjustInRedis(const RecordKey& key,

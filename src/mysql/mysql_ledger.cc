@@ -215,18 +215,23 @@ Result<void> MysqlLedger::applyAdjustment(const RecordKey& key, const std::strin
 }
 
 // The first answer wins: completing an already complete ref keeps the answer it replays.
-Result<void> MysqlLedger::completeAdjustment(const std::string& dept_no, const std::string& ref,
-                                             const Quantities& answer) {
+Result<Quantities> MysqlLedger::completeAdjustment(const std::string& dept_no,
+                                                   const std::string& ref,
+                                                   const Quantities& answer) {
   ALLOT_TRY(lease, pool_->acquire());
   ALLOT_TRY(changed,
             lease->execute("UPDATE stock_adjustments SET state = 'complete', answer_on_hand = ?, "
                            "answer_preallocated = ?, answer_shortage = ? WHERE dept_no = ? AND "
                            "ref = ? AND state <> 'complete'",
                            {answer.on_hand, answer.preallocated, answer.shortage, dept_no, ref}));
-  if (changed == 1) return {};
+  if (changed == 1) return answer;
   ALLOT_TRY(found, readAdjustment(*lease, dept_no, ref, false));
   if (!found) return fail(ErrorCode::kNotFound, "no adjust ref " + ref + " for " + dept_no);
-  return {};  // already complete
+  if (!found->answer) {
+    return fail(ErrorCode::kInternal,
+                "adjust ref " + ref + " of " + dept_no + " is complete without its answer");
+  }
+  return *found->answer;  // already complete: the first answer
 }
 
 Result<void> MysqlLedger::dropAdjustmentClaim(const std::string& dept_no, const std::string& ref) {

@@ -41,8 +41,9 @@ class MysqlLedger final : public Ledger {
                                                         const std::string& digest) override;
   [[nodiscard]] Result<void> applyAdjustment(const RecordKey& key, const std::string& ref,
                                              std::int64_t delta) override;
-  [[nodiscard]] Result<void> completeAdjustment(const std::string& dept_no, const std::string& ref,
-                                                const Quantities& answer) override;
+  [[nodiscard]] Result<Quantities> completeAdjustment(const std::string& dept_no,
+                                                      const std::string& ref,
+                                                      const Quantities& answer) override;
   [[nodiscard]] Result<void> dropAdjustmentClaim(const std::string& dept_no,
                                                  const std::string& ref) override;
   [[nodiscard]] Result<void> recordCompensation(const CompensationTask& task) override;

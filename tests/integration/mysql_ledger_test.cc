@@ -116,8 +116,10 @@ TEST_F(MysqlLedgerTest, ClaimAdjustmentFollowsTheRefsState) {
       {"retry once applied", [&] { return ledger_->applyAdjustment(key, "r1", 5); }, key, digest,
        Kind::kResume},
       {"retry once complete",
-       [&] {
-         return ledger_->completeAdjustment(dept_, "r1", Quantities{5, 0, 0});
+       [&]() -> Result<void> {
+         auto answer = ledger_->completeAdjustment(dept_, "r1", Quantities{5, 0, 0});
+         if (!answer) return std::unexpected(answer.error());
+         return {};
        },
        key, digest, Kind::kReplay},
       {"another body once complete", nothing, key, "delta=6", Kind::kConflict},
@@ -260,8 +262,13 @@ TEST_F(MysqlLedgerTest, CompleteAdjustmentKeepsTheFirstAnswer) {
   const auto key = recordOf(dept_);
   ASSERT_EQ(ledger_->claimAdjustment(key, "r1", "d")->kind, Kind::kNew);
   ASSERT_TRUE(ledger_->applyAdjustment(key, "r1", 9));
-  ASSERT_TRUE(ledger_->completeAdjustment(dept_, "r1", Quantities{9, 2, 1}));
-  ASSERT_TRUE(ledger_->completeAdjustment(dept_, "r1", Quantities{100, 0, 0}));
+  auto first = ledger_->completeAdjustment(dept_, "r1", Quantities{9, 2, 1});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, (Quantities{9, 2, 1}));
+  // A concurrent duplicate that finished second is told the first answer.
+  auto second = ledger_->completeAdjustment(dept_, "r1", Quantities{100, 0, 0});
+  ASSERT_TRUE(second);
+  EXPECT_EQ(*second, (Quantities{9, 2, 1}));
   auto replay = ledger_->claimAdjustment(key, "r1", "d");
   ASSERT_TRUE(replay);
   EXPECT_EQ(replay->kind, Kind::kReplay);

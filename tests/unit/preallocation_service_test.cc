@@ -360,6 +360,26 @@ TEST_F(ServiceTest, AdjustRefusesToMakeAvailableNegative) {
   EXPECT_EQ(ledger_.records[record("G1").index()].on_hand, 3);
 }
 
+// Two calls with one ref at once: the second resumes the change (applied once) and, finishing
+// last, answers what the first recorded, not its own later reading of the record.
+TEST_F(ServiceTest, AConcurrentDuplicateAdjustAnswersTheFirstAnswer) {
+  ASSERT_TRUE(service_.adjust(adjustDelta("R0", 10), "d10").has_value());
+  const Quantities first_answer{15, 2, 0};  // a hold came between the two readings
+  hot_.fail_hook = [&](const std::string& method, const std::string&) {
+    if (method == "adjust") {  // the other call completes while this one is in Redis
+      auto& adjustment = ledger_.adjustments[{"D1", "R1"}];
+      adjustment.state = "complete";
+      adjustment.answer = first_answer;
+    }
+    return std::string();
+  };
+  auto answer = service_.adjust(adjustDelta("R1", 5), "d5");
+  hot_.fail_hook = nullptr;
+  ASSERT_TRUE(answer.has_value()) << answer.error().message;
+  EXPECT_EQ(*answer, first_answer);
+  EXPECT_EQ((ledger_.adjustments[{"D1", "R1"}].answer), first_answer);
+}
+
 TEST_F(ServiceTest, ADecreaseOfAnUnknownRecordIsRefusedWithoutCreatingIt) {
   EXPECT_EQ(service_.adjust(adjustDelta("R1", -1), "d-1").error().code,
             ErrorCode::kInsufficientStock);

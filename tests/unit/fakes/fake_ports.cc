@@ -251,13 +251,15 @@ Result<void> FakeLedger::applyAdjustment(const RecordKey& key, const std::string
   return {};
 }
 
-Result<void> FakeLedger::completeAdjustment(const std::string& dept_no, const std::string& ref,
-                                            const Quantities& answer) {
+Result<Quantities> FakeLedger::completeAdjustment(const std::string& dept_no,
+                                                  const std::string& ref,
+                                                  const Quantities& answer) {
   ALLOT_TRY_VOID(maybeFail("completeAdjustment"));
   auto& adjustment = adjustments[{dept_no, ref}];
+  if (adjustment.state == "complete" && adjustment.answer) return *adjustment.answer;
   adjustment.state = "complete";
   adjustment.answer = answer;
-  return {};
+  return answer;
 }
 
 Result<void> FakeLedger::dropAdjustmentClaim(const std::string& dept_no, const std::string& ref) {

@@ -96,8 +96,8 @@ class FakeLedger final : public Ledger {
                                           const std::string& digest) override;
   Result<void> applyAdjustment(const RecordKey& key, const std::string& ref,
                                std::int64_t delta) override;
-  Result<void> completeAdjustment(const std::string& dept_no, const std::string& ref,
-                                  const Quantities& answer) override;
+  Result<Quantities> completeAdjustment(const std::string& dept_no, const std::string& ref,
+                                        const Quantities& answer) override;
   Result<void> dropAdjustmentClaim(const std::string& dept_no, const std::string& ref) override;
   Result<void> recordCompensation(const CompensationTask& task) override;
   Result<void> ping() override;
