@@ -178,7 +178,13 @@ Result<bool> PreallocationService::loadRecord(const RecordKey& key, bool create)
 
 Result<PreallocateOutcome> PreallocationService::finishOrder(const PreallocateRequest& request,
                                                              HeldLines& held, Lease& lease) {
-  auto taken_over = [&] {
+  auto taken_over = [&]() -> Result<PreallocateOutcome> {
+    // A rollback that landed meanwhile ended the order (and releases its lines): that is the
+    // answer a retry would get, so it is given now.
+    if (auto now = hot_.readOrder(lease.order);
+        now && *now && (*now)->status == OrderStatus::kRolledBack) {
+      return std::unexpected(orderRolledBack(request.order_no));
+    }
     return fail(ErrorCode::kUnavailable,
                 "order " + request.order_no + " was taken over by another call; retry");
   };

@@ -259,6 +259,27 @@ TEST_F(ServiceTest, ARollbackThatWinsTheRaceRefusesTheAllocation) {
   EXPECT_EQ(quantities("G2"), (Quantities{10, 0, 0}));
 }
 
+// The same race when the order is refused (a line on a record never seen): the rollback has
+// taken the claim, so the refusal's undo is not this call's to make, and the answer is the
+// rollback's, not a 503 that a retry would turn into it.
+TEST_F(ServiceTest, ARollbackThatTakesTheClaimOfARefusedOrderIsItsAnswer) {
+  stock("G1", 10);
+  bool rolled_back = false;
+  // G2 is not in Redis, so the service looks for it in the database: the rollback lands then.
+  ledger_.fail_hook = [&](const std::string& method) {
+    if (method == "findRecord" && !hot_.holds.empty() && !rolled_back) {  // G1 is held
+      rolled_back = true;
+      EXPECT_TRUE(service_.rollback({"D1", "O1"}).has_value());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(errorOf(service_.preallocate(order("O1", {{"G1", 3}, {"G2", 3}}))),
+            ErrorCode::kOrderRolledBack);
+  ledger_.fail_hook = nullptr;
+  EXPECT_TRUE(rolled_back);
+  EXPECT_EQ(quantities("G1"), (Quantities{10, 0, 0}));
+}
+
 TEST_F(ServiceTest, ADuplicateInFlightWaitsThenAnswersUnavailable) {
   stock("G1", 10);
   hot_.orders[{"D1", "O1"}] = FakeHotStore::Order{
