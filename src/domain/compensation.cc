@@ -5,14 +5,13 @@
 namespace allot {
 
 CompensationProcessor::CompensationProcessor(HotStore& hot, CompensationQueue& queue,
-                                             ServiceCounters& counters,
-                                             CompensationOptions options)
+                                             ServiceCounters& counters, CompensationOptions options)
     : hot_(hot), queue_(queue), counters_(counters), options_(options) {}
 
 Result<std::size_t> CompensationProcessor::runOnce() {
   ALLOT_TRY(due, queue_.takeDue(options_.batch_size, options_.lease_ms));
   for (const auto& item : due) {
-    auto applied = apply(item.task);
+    auto applied = apply(item.task, item.id);
     if (applied) {
       ALLOT_TRY_VOID(queue_.complete(item.id));
       counters_.compensations_applied.fetch_add(1);
@@ -30,10 +29,10 @@ Result<std::size_t> CompensationProcessor::runOnce() {
   return due.size();
 }
 
-Result<void> CompensationProcessor::apply(const CompensationTask& task) {
+Result<void> CompensationProcessor::apply(const CompensationTask& task, std::int64_t id) {
   ReleaseKind kind;
   if (task.kind == "release_undo") {
-    kind = ReleaseKind::kUndo;
+    return undo(task, id);
   } else if (task.kind == "release_rollback") {
     kind = ReleaseKind::kRollback;
   } else if (task.kind == "release_deduct") {
@@ -42,6 +41,39 @@ Result<void> CompensationProcessor::apply(const CompensationTask& task) {
     return fail(ErrorCode::kInternal, "unknown compensation kind " + task.kind);
   }
   ALLOT_TRY_VOID(hot_.release(task.key, task.order_no, kind));
+  return {};
+}
+
+Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int64_t id) {
+  const OrderRef order{task.key.dept_no, task.order_no};
+  ALLOT_TRY(stored, hot_.readOrder(order));
+  if (!stored) {
+    // No claim (forgotten already): nothing can have taken the hold over.
+    ALLOT_TRY_VOID(hot_.release(task.key, task.order_no, ReleaseKind::kUndo));
+    return {};
+  }
+  if (stored->status != OrderStatus::kPending) return {};  // committed or ended: not ours
+  ALLOT_TRY(lines, decodeLineRequests(order.dept_no, stored->lines_blob));
+  const std::string token = "compensation." + std::to_string(id);
+  ALLOT_TRY(claim,
+            hot_.claimOrder(order, stored->lines_blob, linesDigest(lines), token, clock_.nowMs()));
+  switch (claim.kind) {
+    case ClaimOutcome::Kind::kClaimed: break;
+    case ClaimOutcome::Kind::kBusy:
+      return fail(ErrorCode::kUnavailable,
+                  "order " + order.order_no + " is still being allocated by a live call");
+    case ClaimOutcome::Kind::kReplay:
+    case ClaimOutcome::Kind::kConflict:
+    case ClaimOutcome::Kind::kRolledBack: return {};  // committed or ended meanwhile
+  }
+  // Ours now: every line of the dead claim is released (this task's and any other), then the
+  // claim is forgotten. A failure leaves the claim ours, and the task's retry claims it again.
+  ALLOT_TRY_VOID(hot_.release(task.key, order.order_no, ReleaseKind::kUndo));
+  for (const auto& line : lines) {
+    if (line.key == task.key) continue;
+    ALLOT_TRY_VOID(hot_.release(line.key, order.order_no, ReleaseKind::kUndo));
+  }
+  ALLOT_TRY_VOID(hot_.abortOrder(order, token));
   return {};
 }
 

@@ -3,6 +3,15 @@
 // idempotent, so a task applied again after a crash changes nothing more: "at most once" in
 // effect. A task that keeps failing backs off exponentially and, after a bound, is given up
 // to an operator and to the reconciliation scan (the third stage).
+//
+// An undo (the reverse of a refused or failed pre-allocation) looks at its order first. The
+// failed call left the order's claim pending, and until the task runs a retry of the order
+// may take the claim over, find the hold already there (a hold is one per order and record),
+// and commit it: the hold is then that order's, and releasing it would offer its stock twice.
+// So an undo of a committed or ended order does nothing; one of a pending order takes the
+// claim over as a retry would (only once its lease has passed: a live call decides itself),
+// releases every line of it and forgets the claim, so the order is unknown again (404), as
+// it was before the refused call.
 #pragma once
 
 #include <cstddef>
@@ -10,13 +19,14 @@
 
 #include "domain/counters.h"
 #include "domain/ports.h"
+#include "domain/system_clock.h"
 
 namespace allot {
 
 struct CompensationOptions {
   std::size_t batch_size = 100;
-  std::int64_t lease_ms = 30'000;         // a taken task is hidden from other workers this long
-  std::int64_t first_retry_ms = 1'000;    // doubled per attempt
+  std::int64_t lease_ms = 30'000;       // a taken task is hidden from other workers this long
+  std::int64_t first_retry_ms = 1'000;  // doubled per attempt
   std::int64_t retry_ms_max = 300'000;
   int attempts_max = 20;
 };
@@ -30,12 +40,14 @@ class CompensationProcessor {
   [[nodiscard]] Result<std::size_t> runOnce();
 
  private:
-  [[nodiscard]] Result<void> apply(const CompensationTask& task);
+  [[nodiscard]] Result<void> apply(const CompensationTask& task, std::int64_t id);
+  [[nodiscard]] Result<void> undo(const CompensationTask& task, std::int64_t id);
 
   HotStore& hot_;
   CompensationQueue& queue_;
   ServiceCounters& counters_;
   CompensationOptions options_;
+  SystemClock clock_;  // for the claims it takes over (Redis measures their leases itself)
 };
 
 }  // namespace allot

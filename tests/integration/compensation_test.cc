@@ -1,8 +1,12 @@
 // The compensation chain's second stage against real servers: a reverse that failed inline is
 // recorded in compensation_tasks, and the compensation worker applies it exactly once.
+#include "domain/compensation.h"
+
 #include <gtest/gtest.h>
 
-#include "domain/compensation.h"
+#include <chrono>
+#include <thread>
+
 #include "mysql/compensation_queue.h"
 #include "mysql/mysql_ledger.h"
 #include "mysql/url.h"
@@ -49,7 +53,8 @@ TEST_F(CompensationTest, ARecordedReverseIsAppliedOnceByTheWorker) {
   const RecordKey key{dept_, "G1", "W1"};
   ASSERT_TRUE(store_->loadRecord(key, Quantities{10, 0, 0}).has_value());
   const std::vector<std::pair<std::string, ReleaseKind>> holds = {
-      {"O-undo", ReleaseKind::kUndo}, {"O-rollback", ReleaseKind::kRollback},
+      {"O-undo", ReleaseKind::kUndo},
+      {"O-rollback", ReleaseKind::kRollback},
       {"O-deduct", ReleaseKind::kDeduct}};
   for (const auto& [order, kind] : holds) {
     ASSERT_EQ(store_->hold(key, order, 2, false)->kind, HoldOutcome::Kind::kHeld);
@@ -75,10 +80,70 @@ TEST_F(CompensationTest, ARecordedReverseIsAppliedOnceByTheWorker) {
   EXPECT_EQ(store_->hold(key, "O-rollback", 2, false)->kind, HoldOutcome::Kind::kRolledBack);
 }
 
+// An undo recorded for a refused call, whose order a retry then took over and committed with
+// the same hold (a hold is one per order and record): the hold is that order's now, and the
+// undo must leave it, or its stock would be offered twice.
+TEST_F(CompensationTest, AnUndoLeavesAHoldThatACommittedOrderTookOver) {
+  const RecordKey key{dept_, "G3", "W1"};
+  ASSERT_TRUE(store_->loadRecord(key, Quantities{10, 0, 0}).has_value());
+  const OrderRef order{dept_, "O1"};
+  const std::vector<LineRequest> lines{{key, 3}};
+  ASSERT_EQ(store_->claimOrder(order, encodeLineRequests(lines), linesDigest(lines), "a", 0)->kind,
+            ClaimOutcome::Kind::kClaimed);
+  ASSERT_EQ(store_->hold(key, "O1", 3, false)->kind, HoldOutcome::Kind::kHeld);
+  ASSERT_TRUE(ledger_->recordCompensation({"release_undo", key, "O1", "injected"}).has_value());
+  // The retry: the same claim, the hold found there, the order committed.
+  ASSERT_EQ(store_
+                ->commitOrder(order, OrderStatus::kAllocated,
+                              encodeLineOutcomes({LineOutcome{key, 3, 3, 0}}), "a")
+                .value(),
+            CommitOutcome::kCommitted);
+  CompensationProcessor processor(*store_, *queue_, counters_);
+  EXPECT_EQ(processor.runOnce().value_or(0), 1u);
+  EXPECT_EQ(counters_.compensations_applied.load(), 1u);
+  EXPECT_EQ(read(key), (Quantities{10, 3, 0}));
+  auto stored = store_->readOrder(order);
+  ASSERT_TRUE(stored.has_value() && stored->has_value());
+  EXPECT_EQ((*stored)->status, OrderStatus::kAllocated);
+}
+
+// An undo of an order whose claim was left pending by the failed call: while the claim's lease
+// runs the task waits (a live call decides); then it takes the claim over, releases every line
+// of it and forgets it, so the order is unknown again instead of "being allocated" for ever.
+TEST_F(CompensationTest, AnUndoTakesADeadClaimOverReleasesItsLinesAndForgetsIt) {
+  redis::RedisStockStore short_leases(*client_, redis::StoreOptions{3600, 300});
+  const RecordKey first{dept_, "G4", "W1"};
+  const RecordKey second{dept_, "G5", "W1"};
+  for (const auto& key : {first, second}) {
+    ASSERT_TRUE(short_leases.loadRecord(key, Quantities{10, 0, 0}).has_value());
+  }
+  const OrderRef order{dept_, "O2"};
+  const std::vector<LineRequest> lines{{first, 2}, {second, 1}};
+  ASSERT_EQ(
+      short_leases.claimOrder(order, encodeLineRequests(lines), linesDigest(lines), "dead", 0)
+          ->kind,
+      ClaimOutcome::Kind::kClaimed);
+  ASSERT_EQ(short_leases.hold(first, "O2", 2, false)->kind, HoldOutcome::Kind::kHeld);
+  ASSERT_EQ(short_leases.hold(second, "O2", 1, false)->kind, HoldOutcome::Kind::kHeld);
+  // Only the first line's release failed inline.
+  ASSERT_TRUE(ledger_->recordCompensation({"release_undo", first, "O2", "injected"}).has_value());
+  CompensationProcessor processor(short_leases, *queue_, counters_, {10, 30'000, 0, 0, 5});
+  EXPECT_EQ(processor.runOnce().value_or(0), 1u);  // the lease runs: retried later
+  EXPECT_EQ(counters_.compensations_applied.load(), 0u);
+  EXPECT_EQ(read(first), (Quantities{10, 2, 0}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(processor.runOnce().value_or(0), 1u);
+  EXPECT_EQ(counters_.compensations_applied.load(), 1u);
+  EXPECT_EQ(read(first), (Quantities{10, 0, 0}));
+  EXPECT_EQ(read(second), (Quantities{10, 0, 0}));
+  auto stored = short_leases.readOrder(order);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_FALSE(stored->has_value());
+}
+
 TEST_F(CompensationTest, AFailingTaskBacksOffAndIsGivenUpAfterItsBound) {
-  ASSERT_TRUE(
-      ledger_->recordCompensation({"no_such_kind", {dept_, "G1", "W1"}, "O1", "injected"})
-          .has_value());
+  ASSERT_TRUE(ledger_->recordCompensation({"no_such_kind", {dept_, "G1", "W1"}, "O1", "injected"})
+                  .has_value());
   CompensationProcessor processor(*store_, *queue_, counters_, {10, 30'000, 0, 0, 2});
   EXPECT_EQ(processor.runOnce().value_or(0), 1u);  // attempt 1 fails, retried at once
   EXPECT_EQ(processor.runOnce().value_or(0), 1u);  // attempt 2 fails: given up
