@@ -543,7 +543,7 @@ void WriteBack::trimAll(const std::vector<std::string>& streams, const std::vect
     auto reply = checked(replies[i], commands[i].argv.front() + " " + commands[i].routing_key);
     if (!reply) {
       ++metrics_.batch_failures;
-      spdlog::warn("write-back: {}", reply.error().message);
+      warnThrottled(reply.error().message);
     } else if (commands[i].argv.front() == "XLEN" && reply->isInteger()) {
       result.pending += reply->integer;
     }
@@ -554,7 +554,23 @@ void WriteBack::streamFailed(const std::string& what, const std::string& why, Pa
   ++metrics_.batch_failures;
   result.complete = false;
   result.failed = true;
-  spdlog::warn("write-back: {}: {}", what, why);
+  warnThrottled(what + ": " + why);
+}
+
+void WriteBack::warnThrottled(const std::string& message) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_warning_ < std::chrono::seconds(1)) {
+    ++warnings_left_out_;
+    return;
+  }
+  if (warnings_left_out_ > 0) {
+    spdlog::warn("write-back: {} ({} more warnings in the last second left out)", message,
+                 warnings_left_out_);
+  } else {
+    spdlog::warn("write-back: {}", message);
+  }
+  last_warning_ = now;
+  warnings_left_out_ = 0;
 }
 
 Result<void> WriteBack::sweep() {

@@ -169,6 +169,10 @@ class WriteBack {
                PassResult& result);
   // A stream (or a group of them) that failed this time: counted, logged, retried later.
   void streamFailed(const std::string& what, const std::string& why, PassResult& result);
+  // Logs a warning of a pass, at most one a second: with a server down every stream fails in
+  // every pass, thousands a second. The next one logged says how many were left out.
+  // Caller holds pass_mutex_.
+  void warnThrottled(const std::string& message);
   [[nodiscard]] Result<std::string> positionOf(const std::string& stream);
   // Adds every outbox stream of every master to streams_. Caller holds pass_mutex_.
   [[nodiscard]] Result<void> sweep();
@@ -194,8 +198,10 @@ class WriteBack {
     std::string after;  // the stream's position it follows
     std::vector<mysql::OutboxEvent> events;
   };
-  std::map<std::string, ReadAheadBatch> read_ahead_;  // guarded by pass_mutex_
-  std::size_t read_ahead_events_ = 0;                 // in read_ahead_; guarded by pass_mutex_
+  std::map<std::string, ReadAheadBatch> read_ahead_;      // guarded by pass_mutex_
+  std::size_t read_ahead_events_ = 0;                     // in read_ahead_; guarded by pass_mutex_
+  std::chrono::steady_clock::time_point last_warning_{};  // guarded by pass_mutex_
+  std::size_t warnings_left_out_ = 0;                     // guarded by pass_mutex_
 
   std::mutex stop_mutex_;
   std::condition_variable stop_signal_;
