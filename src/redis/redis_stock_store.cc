@@ -243,7 +243,8 @@ Result<ReleaseOutcome> RedisStockStore::release(const RecordKey& key, const std:
                            keys::operate(key, order_no), keys::rollbackTombstone(key, order_no),
                            keys::deductionRecord(key), keys::outboxFor(usable), keys::fence(key)},
                           {key.index(), key.dept_no, order_no, std::string(releaseKindName(kind)),
-                           decimal(options_.retention_seconds)}));
+                           decimal(options_.retention_seconds)},
+                          /*stream_at=*/7));
   ALLOT_TRY(elements, arrayOf("release", reply, 3));
   const auto released = integerAt(*elements, 0);
   if (released == -1 && (*elements)[0].isInteger()) {

@@ -175,6 +175,26 @@ TEST_P(StoreTest, AReleaseOnARecordNeverSeenHasNothingToRelease) {
   EXPECT_EQ(client_->command(holds, {"HGET", holds, "O4"})->str, "2:0");
 }
 
+// The write-back reads a stream as soon as a script names it (without waiting for its sweep):
+// every script that may append must name the outbox stream of its slot, never another key.
+TEST_P(StoreTest, EveryScriptThatAppendsNamesItsOutboxStream) {
+  std::vector<std::string> noted;
+  redis::StoreOptions options{3600, 30'000};
+  options.on_outbox_append = [&](const std::string& stream) { noted.push_back(stream); };
+  redis::RedisStockStore store(*client_, options);
+  const auto key = record("G13");
+  const auto stream = redis::keys::outboxFor(redis::keys::usable(key));
+  ASSERT_TRUE(store.loadRecord(key, Quantities{10, 0, 0}).value());
+  ASSERT_TRUE(store.adjust(key, "R1", {AdjustChange::Mode::kDelta, 1}).has_value());
+  for (const auto kind : {ReleaseKind::kUndo, ReleaseKind::kRollback, ReleaseKind::kDeduct}) {
+    const std::string order = std::string("O") + std::to_string(static_cast<int>(kind));
+    ASSERT_EQ(store.hold(key, order, 1, false)->kind, HoldOutcome::Kind::kHeld);
+    ASSERT_TRUE(store.release(key, order, kind).has_value());
+  }
+  ASSERT_GE(noted.size(), 7u);
+  for (const auto& name : noted) EXPECT_EQ(name, stream);
+}
+
 TEST_P(StoreTest, AdjustByDeltaAndBySetNeverMakesAvailableNegative) {
   const auto key = record("G3");
   ASSERT_TRUE(store_->loadRecord(key, Quantities{}).has_value());
