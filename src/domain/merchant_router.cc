@@ -31,26 +31,18 @@ MerchantRouter::Shard& MerchantRouter::shardOf(const std::string& dept_no) {
   return shards_[std::hash<std::string>{}(dept_no) % kShards];
 }
 
-bool MerchantRouter::fresh(const Entry& entry, std::int64_t now_ms) const {
-  return entry.loaded_ms >= 0 &&
-         (now_ms - entry.loaded_ms < options_.refresh_ms || now_ms < entry.next_read_ms);
-}
-
 Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>& lock,
                                      const std::string& dept_no, bool force) {
   auto& entry = shard.entries[dept_no];
-  if (!force && fresh(entry, steadyMs())) return {};
+  const auto fresh = [&] {
+    return entry.loaded_ms >= 0 && steadyMs() - entry.loaded_ms < options_.refresh_ms;
+  };
+  if (!force && fresh()) return {};
   // One reader of the table per merchant at a time, and the shard's lock is not held while it
   // reads: the network threads admit and release fast-path calls under that lock, and must
-  // never wait for the database. (Entries are never erased, so `entry` stays valid.) While
-  // one caller reads, the others take the route read before, as when a read fails: a hung
-  // database must not queue every call of the merchant behind one read (each bounded only by
-  // the read timeout). Only a merchant never read, or a forced read, waits.
-  while (entry.refreshing) {
-    if (!force && entry.loaded_ms >= 0) return {};
-    shard.changed.wait(lock);
-  }
-  if (!force && fresh(entry, steadyMs())) return {};  // another caller has just read it
+  // never wait for the database. (Entries are never erased, so `entry` stays valid.)
+  while (entry.refreshing) shard.changed.wait(lock);
+  if (!force && fresh()) return {};  // another caller has just read it
   entry.refreshing = true;
   lock.unlock();
   auto stored = table_.findRoute(dept_no);
@@ -61,7 +53,6 @@ Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>&
   if (!stored) {
     // Keep serving a route read before: the table being unreachable for a moment is no reason
     // to refuse a merchant whose route is known. A merchant never read must wait for it.
-    entry.next_read_ms = now + options_.refresh_ms;
     if (entry.loaded_ms >= 0 && !force) return {};
     return std::unexpected(unavailable("the route of merchant " + dept_no +
                                        " cannot be read: " + stored.error().message));
@@ -106,10 +97,8 @@ bool MerchantRouter::tryAdmitRedis(const std::string& dept_no) {
   const auto found = shard.entries.find(dept_no);
   if (found == shard.entries.end()) return false;
   Entry& entry = found->second;
-  // A stale route is taken while another caller is reading the table for it (as admit does);
-  // stale and not being read, the ordinary path reads it.
   if (entry.local_switch || entry.stored.switching || entry.stored.route != Route::kRedis ||
-      entry.loaded_ms < 0 || (!fresh(entry, steadyMs()) && !entry.refreshing)) {
+      entry.loaded_ms < 0 || steadyMs() - entry.loaded_ms >= options_.refresh_ms) {
     return false;
   }
   ++entry.in_flight;

@@ -84,8 +84,7 @@ class MerchantRouter final : public StockApi, public RouteGate {
   [[nodiscard]] Result<MerchantRouteView> switchRoute(const std::string& dept_no, Route to);
 
   // RouteGate: the non-blocking admission of the single-line fast path. It never reads the
-  // table: a merchant whose cached route is stale goes the ordinary way, which refreshes it
-  // (while that read runs, the route read before stands).
+  // table: a merchant whose cached route is stale goes the ordinary way, which refreshes it.
   [[nodiscard]] bool tryAdmitRedis(const std::string& dept_no) override;
   void leave(const std::string& dept_no) override;
 
@@ -94,11 +93,8 @@ class MerchantRouter final : public StockApi, public RouteGate {
     StoredRoute stored;
     bool configured = false;
     std::int64_t loaded_ms = -1;  // when the table was last read; -1: never
-    // After a failed read, the route read before stands until then (one read a refresh_ms,
-    // not one per call, while the database does not answer).
-    std::int64_t next_read_ms = -1;
-    bool local_switch = false;  // this process is switching it: calls wait
-    bool refreshing = false;    // a caller is reading the table for it (without the lock)
+    bool local_switch = false;    // this process is switching it: calls wait
+    bool refreshing = false;      // a caller is reading the table for it (without the lock)
     int in_flight = 0;
   };
   struct Shard {
@@ -118,8 +114,6 @@ class MerchantRouter final : public StockApi, public RouteGate {
   [[nodiscard]] Result<void> refresh(Shard& shard, std::unique_lock<std::mutex>& lock,
                                      const std::string& dept_no, bool force);
   [[nodiscard]] MerchantRouteView viewOf(const std::string& dept_no, const Entry& entry) const;
-  // The entry's route may be used without reading the table.
-  [[nodiscard]] bool fresh(const Entry& entry, std::int64_t now_ms) const;
 
   StockApi& redis_path_;
   StockApi& mysql_path_;
