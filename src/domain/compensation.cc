@@ -47,31 +47,33 @@ Result<void> CompensationProcessor::apply(const CompensationTask& task, std::int
 Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int64_t id) {
   const OrderRef order{task.key.dept_no, task.order_no};
   ALLOT_TRY(stored, hot_.readOrder(order));
-  if (!stored) {
-    // No claim (forgotten already): nothing can have taken the hold over.
-    ALLOT_TRY_VOID(hot_.release(task.key, task.order_no, ReleaseKind::kUndo));
-    return {};
-  }
+  // No claim: whoever forgot it (a retry's own undo, or this worker) released its lines
+  // first, and a new claim may be committing the same hold right now: nothing to do.
+  if (!stored) return {};
   if (stored->status != OrderStatus::kPending) return {};  // committed or ended: not ours
   ALLOT_TRY(lines, decodeLineRequests(order.dept_no, stored->lines_blob));
-  const std::string token = "compensation." + std::to_string(id);
-  ALLOT_TRY(claim,
-            hot_.claimOrder(order, stored->lines_blob, linesDigest(lines), token, clock_.nowMs()));
-  switch (claim.kind) {
-    case ClaimOutcome::Kind::kClaimed: break;
-    case ClaimOutcome::Kind::kBusy:
-      return fail(ErrorCode::kUnavailable,
-                  "order " + order.order_no + " is still being allocated by a live call");
-    case ClaimOutcome::Kind::kReplay:
-    case ClaimOutcome::Kind::kConflict:
-    case ClaimOutcome::Kind::kRolledBack: return {};  // committed or ended meanwhile
-  }
-  // Ours now: every line of the dead claim is released (this task's and any other), then the
-  // claim is forgotten. A failure leaves the claim ours, and the task's retry claims it again.
-  ALLOT_TRY_VOID(hot_.release(task.key, order.order_no, ReleaseKind::kUndo));
+  const std::string digest = linesDigest(lines);
+  // A token of this attempt only: another worker that took the same task (its lease lapsed)
+  // must find the claim busy, not renew it as its own.
+  const std::string token = "compensation." + std::to_string(id) + "." + std::to_string(random_());
+  std::vector<RecordKey> keys{task.key};
   for (const auto& line : lines) {
-    if (line.key == task.key) continue;
-    ALLOT_TRY_VOID(hot_.release(line.key, order.order_no, ReleaseKind::kUndo));
+    if (line.key != task.key) keys.push_back(line.key);
+  }
+  // Every line of the dead claim (this task's and any other) is released, the claim renewed
+  // before each, so one that a retry took over meanwhile is left to it; then it is forgotten.
+  for (const auto& key : keys) {
+    ALLOT_TRY(claim, hot_.claimOrder(order, stored->lines_blob, digest, token, clock_.nowMs()));
+    switch (claim.kind) {
+      case ClaimOutcome::Kind::kClaimed: break;
+      case ClaimOutcome::Kind::kBusy:
+        return fail(ErrorCode::kUnavailable,
+                    "order " + order.order_no + " is being allocated by a live call");
+      case ClaimOutcome::Kind::kReplay:
+      case ClaimOutcome::Kind::kConflict:
+      case ClaimOutcome::Kind::kRolledBack: return {};  // committed or ended meanwhile
+    }
+    ALLOT_TRY_VOID(hot_.release(key, order.order_no, ReleaseKind::kUndo));
   }
   ALLOT_TRY_VOID(hot_.abortOrder(order, token));
   return {};

@@ -8,14 +8,17 @@
 // failed call left the order's claim pending, and until the task runs a retry of the order
 // may take the claim over, find the hold already there (a hold is one per order and record),
 // and commit it: the hold is then that order's, and releasing it would offer its stock twice.
-// So an undo of a committed or ended order does nothing; one of a pending order takes the
-// claim over as a retry would (only once its lease has passed: a live call decides itself),
-// releases every line of it and forgets the claim, so the order is unknown again (404), as
-// it was before the refused call.
+// So an undo of a committed or ended order does nothing, nor one of an order without a claim
+// (whoever forgot the claim released its lines first, and a new claim may be committing the
+// hold). One of a pending order takes the claim over as a retry would (only once its lease
+// has passed: a live call decides itself), with a token of its own attempt, renews it before
+// each line it releases (so a retry that took it over meanwhile keeps its holds), and forgets
+// it: the order is unknown again (404), as it was before the refused call.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <random>
 
 #include "domain/counters.h"
 #include "domain/ports.h"
@@ -47,6 +50,7 @@ class CompensationProcessor {
   CompensationQueue& queue_;
   ServiceCounters& counters_;
   CompensationOptions options_;
+  std::mt19937_64 random_{std::random_device{}()};  // tokens of the claims it takes over
   SystemClock clock_;  // for the claims it takes over (Redis measures their leases itself)
 };
 
