@@ -559,9 +559,13 @@ Result<ReconcileReport> Reconciler::reconcile(std::optional<std::string> dept_no
     for (const auto& key : *page) {
       after = key;
       auto verdict = reconcileRecord(key);
-      if (!verdict && verdict.error().code == ErrorCode::kUnavailable) {
-        // A server is down or timed out: every record after this one would fail the same
-        // way, one timeout each, and a report of the rest would claim a check not made.
+      if (!verdict && verdict.error().code == ErrorCode::kUnavailable &&
+          !client_.command(redis::keys::usable(key), {"PING"})) {
+        // Redis is down or timed out: every record after this one would fail the same way,
+        // one timeout each, and a report of the rest would claim a check not made. (A record
+        // that is only busy, one that kept changing under a sale or a lock wait in the
+        // database, is counted as failed below and the run goes on; the database being down
+        // fails the next page.)
         metrics_.run_failures.fetch_add(1);
         metrics_.records_checked.fetch_add(static_cast<std::uint64_t>(report.checked));
         return fail(ErrorCode::kUnavailable,
