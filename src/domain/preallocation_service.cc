@@ -226,12 +226,23 @@ std::vector<ShortLine> PreallocationService::collectShortLines(const Preallocate
   std::vector<ShortLine> short_lines;
   const auto& first = request.lines[first_short];
   short_lines.push_back({first.key, first.qty, first_available});
+  constexpr int kShortLineDatabaseReadsMax = 8;
+  int database_reads = 0;
   for (std::size_t i = first_short + 1; i < request.lines.size(); ++i) {
     const auto& line = request.lines[i];
-    // Redis, or the database for a record not loaded yet (as GET /v1/stock reads it); a
-    // record never seen has nothing available.
-    auto stored = readRecord(line.key);
-    if (!stored && stored.error().code != ErrorCode::kNotFound) continue;
+    // Redis, or the database for a record not loaded yet (as GET /v1/stock reads it), a
+    // few of them only: this runs before the undo, and a slow database must not keep the
+    // held lines waiting. A record never seen has nothing available.
+    auto hot = hot_.readRecord(line.key);
+    if (!hot) continue;
+    std::optional<Quantities> stored = *hot;
+    if (!stored) {
+      if (database_reads == kShortLineDatabaseReadsMax) continue;
+      ++database_reads;
+      auto row = ledger_.findRecord(line.key);
+      if (!row) continue;
+      stored = *row;
+    }
     const std::int64_t available = stored ? stored->available() : 0;
     if (available < line.qty) short_lines.push_back({line.key, line.qty, available});
   }
