@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <thread>
@@ -279,9 +280,16 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
     }
     for (const auto& order : page) {
       // An order rolled back before it had an answer (while it was being allocated) is a
-      // tombstone too; its lines' releases and tombstones are loaded all the same.
-      const bool tombstone = order.requested.empty() ||
-                             (!order.has_digest && order.status == OrderStatus::kRolledBack);
+      // tombstone too; its lines' releases and tombstones are loaded all the same. Not while
+      // a line of it is still held (its release never ran): a retry of the rollback must find
+      // the lines to release them.
+      const bool still_held =
+          std::any_of(order.lines.begin(), order.lines.end(), [](const auto& line) {
+            return line.state == redis::RedisStockStore::LoadedLine::State::kHeld;
+          });
+      const bool tombstone =
+          order.requested.empty() ||
+          (!order.has_digest && order.status == OrderStatus::kRolledBack && !still_held);
       ALLOT_TRY_VOID(store_.loadOrder(
           OrderRef{dept_no, order.order_no}, order.status,
           tombstone ? std::string() : encodeLineRequests(order.requested), order.digest,
