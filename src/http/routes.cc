@@ -89,7 +89,7 @@ HttpAnswer Router::dispatch(Endpoint endpoint, const HttpRequestView& request,
     case Endpoint::kStock: return stock(query);
     case Endpoint::kPreallocate:
       if (request.method == "POST") return preallocate(request.body);
-      if (request.method == "GET") return order(query);
+      if (request.method == "GET" || request.method == "HEAD") return order(query);
       return {405, encodeError({ErrorCode::kInvalidRequest,
                                 "/v1/preallocations accepts only GET and POST"})};
     case Endpoint::kRollback: return endOrder(request.body, true);
@@ -204,7 +204,7 @@ HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) 
 }
 
 HttpAnswer Router::merchant(const HttpRequestView& request, std::string_view dept_no) {
-  if (request.method != "GET" && request.method != "PUT") {
+  if (request.method != "GET" && request.method != "HEAD" && request.method != "PUT") {
     return {405, encodeError({ErrorCode::kInvalidRequest,
                               "/v1/admin/merchants/{dept_no} accepts only GET and PUT"})};
   }
@@ -213,7 +213,7 @@ HttpAnswer Router::merchant(const HttpRequestView& request, std::string_view dep
   if (!options_.merchant_route || !options_.switch_route) {
     return errorAnswer(ErrorCode::kUnavailable, "merchant routing is off");
   }
-  if (request.method == "GET") {
+  if (request.method == "GET" || request.method == "HEAD") {
     auto view = options_.merchant_route(*dept);
     if (!view) return errorAnswer(view.error());
     return {200, encodeMerchantRoute(*view)};

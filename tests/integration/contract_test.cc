@@ -66,6 +66,13 @@ TEST_F(ContractTest, HeadAnswersAsGetWithoutTheBody) {
     EXPECT_TRUE(rest.starts_with("HTTP/1.1 200 ")) << rest;
     EXPECT_TRUE(rest.ends_with(get.body)) << rest;
   }
+  // GET /v1/preallocations too (here its 404).
+  const std::string order =
+      rawExchange(allotd().endpoint(), "HEAD /v1/preallocations?dept_no=" + uniqueName("d") +
+                                           "&order_no=" + uniqueName("o") +
+                                           " HTTP/1.1\r\nHost: allot\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(order.starts_with("HTTP/1.1 404 ")) << order;
+  EXPECT_TRUE(order.ends_with("\r\n\r\n")) << order;
   // A path that takes only POST refuses HEAD, and still sends no body.
   const std::string refused = rawExchange(
       allotd().endpoint(),
