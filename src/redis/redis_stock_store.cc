@@ -86,12 +86,12 @@ RedisStockStore::~RedisStockStore() = default;
 Result<Reply> RedisStockStore::evalAppending(const Script& script,
                                              const std::vector<std::string>& keys,
                                              const std::vector<std::string>& args,
-                                             std::optional<std::size_t> stream_at) {
+                                             std::size_t stream_at) {
+  ALLOT_ASSERT(stream_at < keys.size());
   auto reply = client_.evalScript(script, keys, args);
   // Noted even when the outcome is unknown (a timeout): reading a stream with nothing new
   // costs one XRANGE, missing one costs a sweep interval of lag.
-  if (options_.on_outbox_append)
-    options_.on_outbox_append(keys[stream_at.value_or(keys.size() - 1)]);
+  if (options_.on_outbox_append) options_.on_outbox_append(keys[stream_at]);
   return reply;
 }
 
@@ -129,7 +129,8 @@ Result<CommitOutcome> RedisStockStore::commitOrder(const OrderRef& order, OrderS
   const auto key = keys::order(order);
   ALLOT_TRY(reply, evalAppending(scripts_->order_commit, {key, keys::outboxFor(key)},
                                  {std::string(1, orderStatusCode(status)), answer_blob,
-                                  order.dept_no, order.order_no, token}));
+                                  order.dept_no, order.order_no, token},
+                                 /*stream_at=*/1));
   if (!reply.isInteger()) return std::unexpected(unexpected("order_commit", reply));
   switch (reply.integer) {
     case 0: return CommitOutcome::kRolledBack;
@@ -265,7 +266,8 @@ Result<HotAdjustOutcome> RedisStockStore::adjust(const RecordKey& key, const std
                        {usable, keys::subtracted(key), keys::ullage(key), keys::adjustRef(key, ref),
                         keys::outboxFor(usable)},
                        {key.index(), key.dept_no, ref, set ? "set" : "delta", decimal(change.value),
-                        decimal(options_.retention_seconds), decimal(limits::kOnHandMax)}));
+                        decimal(options_.retention_seconds), decimal(limits::kOnHandMax)},
+                       /*stream_at=*/4));
   ALLOT_TRY(elements, arrayOf("adjust", reply, 5));
   HotAdjustOutcome outcome;
   switch (integerAt(*elements, 0)) {

@@ -84,12 +84,12 @@ class RedisStockStore final : public HotStore {
 
   [[nodiscard]] Result<bool> load(const RecordKey& key, const Quantities& from_db, bool unfence);
 
-  // evalScript for a script that may append to the outbox stream keys[stream_at] (by default
-  // its last key).
+  // evalScript for a script that may append to the outbox stream keys[stream_at]. Each caller
+  // names the position: a key added to a script's list must not move the stream it reports.
   [[nodiscard]] Result<Reply> evalAppending(const Script& script,
                                             const std::vector<std::string>& keys,
                                             const std::vector<std::string>& args,
-                                            std::optional<std::size_t> stream_at = std::nullopt);
+                                            std::size_t stream_at);
 
   Client& client_;
   StoreOptions options_;
