@@ -52,7 +52,11 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
 Router::Router(StockApi& service, ServiceCounters& counters, RouterOptions options)
     : service_(service), counters_(counters), options_(std::move(options)) {}
 
-HttpAnswer Router::handle(const HttpRequestView& request) {
+HttpAnswer Router::handle(const HttpRequestView& received) {
+  // HEAD is GET without the body (RFC 9110 9.3.2), which the server leaves out: every route
+  // sees GET.
+  HttpRequestView request = received;
+  if (request.method == "HEAD") request.method = "GET";
   const auto question = request.target.find('?');
   const auto path = request.target.substr(0, question);
   const auto query =
@@ -61,8 +65,7 @@ HttpAnswer Router::handle(const HttpRequestView& request) {
   HttpAnswer answer;
   if (match.endpoint == Endpoint::kOther) {
     answer = errorAnswer(ErrorCode::kNotFound, "no such endpoint: " + std::string(path));
-  } else if (!match.method.empty() && request.method != match.method &&
-             !(request.method == "HEAD" && match.method == "GET")) {
+  } else if (!match.method.empty() && request.method != match.method) {
     answer = {405, encodeError({ErrorCode::kInvalidRequest,
                                 fmt::format("{} accepts only {}", path, match.method)})};
   } else if (path.starts_with("/v1/") && match.endpoint != Endpoint::kAdmin &&
@@ -89,7 +92,7 @@ HttpAnswer Router::dispatch(Endpoint endpoint, const HttpRequestView& request,
     case Endpoint::kStock: return stock(query);
     case Endpoint::kPreallocate:
       if (request.method == "POST") return preallocate(request.body);
-      if (request.method == "GET" || request.method == "HEAD") return order(query);
+      if (request.method == "GET") return order(query);
       return {405, encodeError({ErrorCode::kInvalidRequest,
                                 "/v1/preallocations accepts only GET and POST"})};
     case Endpoint::kRollback: return endOrder(request.body, true);
@@ -204,7 +207,7 @@ HttpAnswer Router::admin(const HttpRequestView& request, std::string_view path) 
 }
 
 HttpAnswer Router::merchant(const HttpRequestView& request, std::string_view dept_no) {
-  if (request.method != "GET" && request.method != "HEAD" && request.method != "PUT") {
+  if (request.method != "GET" && request.method != "PUT") {
     return {405, encodeError({ErrorCode::kInvalidRequest,
                               "/v1/admin/merchants/{dept_no} accepts only GET and PUT"})};
   }
@@ -213,7 +216,7 @@ HttpAnswer Router::merchant(const HttpRequestView& request, std::string_view dep
   if (!options_.merchant_route || !options_.switch_route) {
     return errorAnswer(ErrorCode::kUnavailable, "merchant routing is off");
   }
-  if (request.method == "GET" || request.method == "HEAD") {
+  if (request.method == "GET") {
     auto view = options_.merchant_route(*dept);
     if (!view) return errorAnswer(view.error());
     return {200, encodeMerchantRoute(*view)};
