@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 #include <utility>
@@ -229,8 +230,7 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
   struct Order {
     std::string order_no;
     OrderStatus status = OrderStatus::kAllocated;
-    std::string digest;
-    bool has_digest = false;  // lines_digest is set: the order had an answer
+    std::optional<std::string> digest;  // lines_digest; NULL when the order never had an answer
     std::vector<LineRequest> requested;
     std::vector<LineOutcome> answered;
     std::vector<redis::RedisStockStore::LoadedLine> lines;
@@ -249,8 +249,7 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
         index.emplace(std::string(row.text(0)), page.size());
         page.push_back(Order{std::string(row.text(0)),
                              status,
-                             std::string(row.text(2)),
-                             !row.isNull(2),
+                             row.isNull(2) ? std::nullopt : std::optional<std::string>(row.text(2)),
                              {},
                              {},
                              {}});
@@ -289,10 +288,11 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
           });
       const bool tombstone =
           order.requested.empty() ||
-          (!order.has_digest && order.status == OrderStatus::kRolledBack && !still_held);
+          (!order.digest && order.status == OrderStatus::kRolledBack && !still_held);
       ALLOT_TRY_VOID(store_.loadOrder(
           OrderRef{dept_no, order.order_no}, order.status,
-          tombstone ? std::string() : encodeLineRequests(order.requested), order.digest,
+          tombstone ? std::string() : encodeLineRequests(order.requested),
+          order.digest.value_or(std::string()),
           tombstone ? std::string() : encodeLineOutcomes(order.answered), order.lines));
       metrics_.orders_loaded.fetch_add(1);
     }
