@@ -90,7 +90,7 @@ std::string reconcileMetricsText(const allot::workers::ReconcileMetrics& metrics
   allot::http::appendCounter(out, "allot_reconcile_repaired_total", "Drifted records repaired.",
                              metrics.repaired.load());
   allot::http::appendCounter(out, "allot_reconcile_records_failed_total",
-                             "Records that could not be compared (a bad value; logged).",
+                             "Records that could not be compared (a bad value, busy; logged).",
                              metrics.records_failed.load());
   allot::http::appendCounter(out, "allot_reconcile_lag_only_total",
                              "Differences explained by events not yet written back.",

@@ -546,6 +546,14 @@ Result<std::vector<RecordKey>> fetchPage(mysql::Pool& pool, bool one_dept, const
 
 }  // namespace
 
+void Reconciler::countInMetrics(const ReconcileReport& report) {
+  metrics_.records_checked.fetch_add(static_cast<std::uint64_t>(report.checked));
+  metrics_.mismatched.fetch_add(static_cast<std::uint64_t>(report.mismatched));
+  metrics_.repaired.fetch_add(static_cast<std::uint64_t>(report.repaired));
+  metrics_.lag_only.fetch_add(static_cast<std::uint64_t>(report.lag_only));
+  metrics_.records_failed.fetch_add(static_cast<std::uint64_t>(report.failed));
+}
+
 Result<ReconcileReport> Reconciler::reconcile(std::optional<std::string> dept_no) {
   metrics_.runs.fetch_add(1);
   ReconcileReport report;
@@ -567,7 +575,7 @@ Result<ReconcileReport> Reconciler::reconcile(std::optional<std::string> dept_no
         // database, is counted as failed below and the run goes on; the database being down
         // fails the next page.)
         metrics_.run_failures.fetch_add(1);
-        metrics_.records_checked.fetch_add(static_cast<std::uint64_t>(report.checked));
+        countInMetrics(report);  // what it found and repaired before it stopped
         return fail(ErrorCode::kUnavailable,
                     fmt::format("reconciliation stopped at record {} after {} checked: {}; retry",
                                 key.index(), report.checked, verdict.error().message));
@@ -588,11 +596,7 @@ Result<ReconcileReport> Reconciler::reconcile(std::optional<std::string> dept_no
   if (write_back_ != nullptr) {
     report.writeback_lag_ms = write_back_->metrics().oldest_unapplied_age_ms.load();
   }
-  metrics_.records_checked.fetch_add(static_cast<std::uint64_t>(report.checked));
-  metrics_.mismatched.fetch_add(static_cast<std::uint64_t>(report.mismatched));
-  metrics_.repaired.fetch_add(static_cast<std::uint64_t>(report.repaired));
-  metrics_.lag_only.fetch_add(static_cast<std::uint64_t>(report.lag_only));
-  metrics_.records_failed.fetch_add(static_cast<std::uint64_t>(report.failed));
+  countInMetrics(report);
   return report;
 }
 

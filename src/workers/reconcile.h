@@ -32,7 +32,7 @@ struct ReconcileReport {
   std::int64_t mismatched = 0;  // real drift (found after the pending events were counted)
   std::int64_t repaired = 0;    // drift repaired (mismatched - repaired were refused: alerts)
   std::int64_t lag_only = 0;    // differed only by events still waiting in the outbox
-  std::int64_t failed = 0;      // could not be compared (a bad value; logged): alerts
+  std::int64_t failed = 0;      // could not be compared (a bad value, busy; logged): alerts
   // The write-back's age of its oldest waiting event when the run ended (0 without one).
   std::int64_t writeback_lag_ms = 0;
 };
@@ -68,6 +68,8 @@ class Reconciler {
   [[nodiscard]] const ReconcileMetrics& metrics() const { return metrics_; }
 
  private:
+  // Adds a run's findings (a whole run, or the part before it stopped) to metrics_.
+  void countInMetrics(const ReconcileReport& report);
   enum class Verdict { kNotLoaded, kEqual, kLagOnly, kRepaired, kRefused };
 
   [[nodiscard]] Result<Verdict> reconcileRecord(const RecordKey& key);
