@@ -45,10 +45,10 @@ std::string readFailureReason(const beast::error_code& error) {
   return "malformed HTTP request: " + error.message();
 }
 
-// The whole answer as it goes on the wire. HTTP/1.1 connections persist unless they say
-// close; HTTP/1.0 ones only when they asked for keep-alive (Beast's keep_alive() decides).
-// The answer on the wire; to a HEAD request, everything but the body (RFC 9110 9.3.2: the
-// Content-Length a GET would have had).
+// The whole answer as it goes on the wire; to a HEAD request, everything but the body (RFC
+// 9110 9.3.2: the Content-Length a GET would have had). HTTP/1.1 connections persist unless
+// they say close; HTTP/1.0 ones only when they asked for keep-alive (Beast's keep_alive()
+// decides).
 std::string wireAnswer(const HttpAnswer& answer, unsigned version, bool keep_alive,
                        bool head = false) {
   const auto status = static_cast<bhttp::status>(answer.status);
