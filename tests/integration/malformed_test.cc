@@ -3,14 +3,6 @@
 // of the record it names stay as they were, and no order it names comes into being.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <array>
-#include <cerrno>
-#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -234,36 +226,17 @@ TEST_F(MalformedTest, PreallocateBodies) {
 // why, not a reset: allotd answers once the limit is passed, then reads and drops the rest
 // until the client closes, instead of closing with the client's data unread.
 TEST_F(MalformedTest, AClientStillSendingAnOversizedBodyReadsItsAnswer) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(allotd().endpoint().port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
   constexpr std::size_t kBody = 8 * limits::kRequestBodyBytesMax;  // 2 MiB, far past the limit
-  const std::string head = "POST /v1/preallocations HTTP/1.1\r\nHost: allot\r\n"
-                           "Authorization: Bearer " + allotd().apiToken() +
-                           "\r\nContent-Type: application/json\r\nContent-Length: " +
-                           std::to_string(kBody) + "\r\n\r\n";
-  // The whole request first, as a simple client writes it, and only then the answer.
-  std::string request = head + "{\"note\":\"" + std::string(kBody - 11, 'p') + "\"}";
-  std::size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    ASSERT_GT(n, 0) << "the connection was reset while the body was still being sent: "
-                    << std::strerror(errno);
-    sent += static_cast<std::size_t>(n);
-  }
-  std::string answer;
-  std::array<char, 4096> chunk{};
-  for (;;) {
-    const ssize_t n = ::recv(fd, chunk.data(), chunk.size(), 0);
-    ASSERT_GE(n, 0) << "the answer was lost to a reset: " << std::strerror(errno);
-    if (n == 0) break;  // allotd's end of stream, after the answer
-    answer.append(chunk.data(), static_cast<std::size_t>(n));
-  }
-  ::close(fd);
+  const std::string head =
+      "POST /v1/preallocations HTTP/1.1\r\nHost: allot\r\n"
+      "Authorization: Bearer " +
+      allotd().apiToken() +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(kBody) + "\r\n\r\n";
+  // The whole request first, as a simple client writes it, and only then the answer (a reset
+  // while sending or reading fails the test).
+  const std::string request = head + "{\"note\":\"" + std::string(kBody - 11, 'p') + "\"}";
+  const std::string answer = rawExchange(allotd().endpoint(), request);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 400 ")) << answer.substr(0, 200);
   EXPECT_NE(answer.find("\"invalid_request\""), std::string::npos) << answer;
   EXPECT_NE(answer.find("exceeds"), std::string::npos) << answer;

@@ -252,7 +252,8 @@ std::string rawExchange(const cli::Endpoint& endpoint, std::string_view request)
   for (std::size_t sent = 0; sent < request.size();) {
     const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
     if (n <= 0) {
-      ADD_FAILURE() << "send: " << std::strerror(errno);
+      ADD_FAILURE() << "the connection was reset while the request was still being sent: "
+                    << std::strerror(errno);
       ::close(fd);
       return received;
     }
@@ -261,7 +262,7 @@ std::string rawExchange(const cli::Endpoint& endpoint, std::string_view request)
   std::array<char, 4096> chunk{};
   for (;;) {
     const ssize_t n = ::recv(fd, chunk.data(), chunk.size(), 0);
-    if (n < 0) ADD_FAILURE() << "recv: " << std::strerror(errno);
+    if (n < 0) ADD_FAILURE() << "the answer was lost to a reset: " << std::strerror(errno);
     if (n <= 0) break;
     received.append(chunk.data(), static_cast<std::size_t>(n));
   }
