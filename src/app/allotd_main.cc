@@ -20,6 +20,7 @@
 #include "mysql/compensation_queue.h"
 #include "mysql/mysql_ledger.h"
 #include "mysql/mysql_path.h"
+#include "mysql/pending_order_scan.h"
 #include "mysql/pool.h"
 #include "mysql/route_table.h"
 #include "mysql/url.h"
@@ -262,6 +263,30 @@ int run(const allot::app::Config& config) {
     }
   });
   compensation_worker.start();
+  // Its third stage: an order whose call ended without answering (pending past its claim's
+  // lease, with lines held) becomes an undo task for the worker above. The margin covers clock
+  // skew between MariaDB, which dates the rows, and Redis, which measures the lease.
+  allot::mysql::PendingOrderScan pending_scan((*ledger)->pool());
+  allot::workers::Periodic pending_scan_worker(std::chrono::seconds(5), [&] {
+    const allot::mysql::PendingScanOptions options{allot::limits::kOrderLeaseMs + 5'000, 500};
+    std::uint64_t found = 0;
+    for (int pass = 0; pass < 20; ++pass) {  // a backlog goes in batches, up to 10,000 a tick
+      auto report = pending_scan.runOnce(options);
+      if (!report) {
+        spdlog::warn("pending-order scan: {}", report.error().message);
+        break;
+      }
+      found += report->compensated;
+      counters.pending_orders_compensated.fetch_add(report->compensated);
+      if (report->taken < options.batch_size) break;
+    }
+    if (found > 0) {
+      spdlog::warn(
+          "pending-order scan: {} orders left pending past their lease, handed to compensation",
+          found);
+    }
+  });
+  pending_scan_worker.start();
   // Merchant routes (API.md 7): each merchant on the Redis or the MySQL path, switched live.
   allot::mysql::MysqlRouteTable route_table((*ledger)->pool());
   allot::workers::RouteSwitch route_switch(store, (*ledger)->pool(), route_table, write_back,
@@ -358,6 +383,7 @@ int run(const allot::app::Config& config) {
   waitForStopSignal();
   server.stop();
   reconcile_worker.stop();
+  pending_scan_worker.stop();
   compensation_worker.stop();
   if (own_write_back) write_back.stop();
   return 0;

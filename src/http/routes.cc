@@ -307,6 +307,10 @@ HttpAnswer Router::metrics() {
   counter("allot_compensation_tasks_given_up_total",
           "Compensation tasks given up after their bound: left to an operator and the scan.",
           counters_.compensations_given_up.load());
+  counter("allot_compensation_pending_orders_found_total",
+          "Compensation stage 3: orders left pending past their claim's lease by a call that "
+          "never answered, handed to the worker as undo tasks.",
+          counters_.pending_orders_compensated.load());
   counter("allot_busy_waits_exhausted_total",
           "Calls answered 503 after waiting for a concurrent call on the same order.",
           counters_.busy_waits_exhausted.load());

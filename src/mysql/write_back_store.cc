@@ -421,9 +421,15 @@ class BatchSums {
       }
       return std::unexpected(stocked.error());
     }
-    std::vector<Param> line_params;
+    std::vector<Param> line_params, pending_params;
     for (const auto& [name, line] : lines_) {
       const Event& event = *line.event;
+      // A line held before its order's answer: the order's claim is pending (mysql/
+      // pending_order_scan.h). One row per order, whichever of its lines come here.
+      if (event.kind == "hold" && !event.fused()) {
+        pending_params.insert(pending_params.end(), {Param{std::string_view(event.dept_no)},
+                                                     Param{std::string_view(event.order_no)}});
+      }
       if (event.kind == "undo") {
         ALLOT_TRY_VOID(deleteOrderLine(connection, event));  // rare
         continue;
@@ -452,6 +458,9 @@ class BatchSums {
         "qty = VALUES(qty), allocated = VALUES(allocated), shortage = VALUES(shortage), "
         "state = VALUES(state)",
         12, line_params));
+    ALLOT_TRY_VOID(executeRows(connection,
+                               "INSERT IGNORE INTO pending_orders (dept_no, order_no) VALUES ",
+                               "(?, ?)", "", 2, pending_params));
     ALLOT_TRY_VOID(flushOrders(connection));
     stock_.clear();
     lines_.clear();

@@ -9,11 +9,14 @@
 
 #include "mysql/compensation_queue.h"
 #include "mysql/mysql_ledger.h"
+#include "mysql/pending_order_scan.h"
 #include "mysql/url.h"
+#include "mysql/write_back_store.h"
 #include "redis/client.h"
 #include "redis/redis_stock_store.h"
 #include "support/servers.h"
 #include "support/test_env.h"
+#include "workers/write_back.h"
 
 namespace allot {
 namespace {
@@ -39,6 +42,34 @@ class CompensationTest : public ::testing::Test {
     auto q = store_->readRecord(key);
     EXPECT_TRUE(q.has_value() && q->has_value());
     return q && *q ? **q : Quantities{};
+  }
+
+  // A record in both stores, as a load from the database leaves it.
+  void stock(const RecordKey& key, std::int64_t on_hand) {
+    ASSERT_TRUE(store_->loadRecord(key, Quantities{on_hand, 0, 0}).has_value());
+    auto lease = ledger_->pool().acquire();
+    ASSERT_TRUE(lease.has_value());
+    ASSERT_TRUE((*lease)
+                    ->execute("INSERT INTO stock (dept_no, goods_no, warehouse_no, stock_status, "
+                              "stock_type, goods_level, on_hand) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              {key.dept_no, key.goods_no, key.warehouse_no, key.stock_status,
+                               key.stock_type, key.goods_level, on_hand})
+                    .has_value());
+  }
+
+  // Every outbox event so far, in the database.
+  void writeBack() {
+    mysql::WriteBackStore sink(ledger_->pool());
+    workers::WriteBack write_back(*client_, sink);
+    auto drained = write_back.drainOnce();
+    ASSERT_TRUE(drained.has_value()) << drained.error().message;
+  }
+
+  std::int64_t pendingRows() {
+    auto lease = ledger_->pool().acquire();
+    auto rows = (*lease)->query("SELECT COUNT(*) FROM pending_orders WHERE dept_no = ?", {dept_});
+    EXPECT_TRUE(rows.has_value());
+    return rows ? *(*rows)[0].integer(0) : -1;
   }
 
   std::unique_ptr<redis::Client> client_;
@@ -151,6 +182,76 @@ TEST_F(CompensationTest, AnUndoTakesADeadClaimOverReleasesItsLinesAndForgetsIt) 
   auto stored = short_leases.readOrder(order);
   ASSERT_TRUE(stored.has_value());
   EXPECT_FALSE(stored->has_value());
+}
+
+// Compensation's third stage. A call that ends without answering (its allotd killed mid-call)
+// leaves its order pending with lines held, and no task: the write-back notes the order, the
+// scan turns it into an undo task once the claim's lease has passed, and the worker releases
+// its lines and forgets it. An order answered meanwhile, or one whose lines were already
+// undone, is only dropped from the table.
+TEST_F(CompensationTest, AnOrderLeftPendingByADeadCallIsFoundAndUndone) {
+  redis::RedisStockStore short_leases(*client_, redis::StoreOptions{3600, 300});
+  const RecordKey first{dept_, "G7", "W1"};
+  const RecordKey second{dept_, "G8", "W1"};
+  stock(first, 10);
+  stock(second, 10);
+  auto claim = [&](const std::string& order_no, const std::vector<LineRequest>& lines,
+                   const std::string& token) {
+    return short_leases
+        .claimOrder({dept_, order_no}, encodeLineRequests(lines), linesDigest(lines), token, 0)
+        ->kind;
+  };
+  // The dead call: claimed, both lines held, never answered.
+  ASSERT_EQ(claim("O-dead", {{first, 2}, {second, 1}}, "dead"), ClaimOutcome::Kind::kClaimed);
+  ASSERT_EQ(short_leases.hold(first, "O-dead", 2, false)->kind, HoldOutcome::Kind::kHeld);
+  ASSERT_EQ(short_leases.hold(second, "O-dead", 1, false)->kind, HoldOutcome::Kind::kHeld);
+  // A call that answered.
+  ASSERT_EQ(claim("O-done", {{first, 3}}, "done"), ClaimOutcome::Kind::kClaimed);
+  ASSERT_EQ(short_leases.hold(first, "O-done", 3, false)->kind, HoldOutcome::Kind::kHeld);
+  ASSERT_EQ(short_leases
+                .commitOrder({dept_, "O-done"}, OrderStatus::kAllocated,
+                             encodeLineOutcomes({LineOutcome{first, 3, 3, 0}}), "done")
+                .value(),
+            CommitOutcome::kCommitted);
+  // A refused call whose undo ran after the write-back had seen its hold.
+  ASSERT_EQ(claim("O-undone", {{second, 4}}, "undone"), ClaimOutcome::Kind::kClaimed);
+  ASSERT_EQ(short_leases.hold(second, "O-undone", 4, false)->kind, HoldOutcome::Kind::kHeld);
+  writeBack();
+  ASSERT_TRUE(short_leases.release(second, "O-undone", ReleaseKind::kUndo).has_value());
+  ASSERT_TRUE(short_leases.abortOrder({dept_, "O-undone"}, "undone").has_value());
+  writeBack();
+  EXPECT_EQ(pendingRows(), 3);
+
+  mysql::PendingOrderScan scan(ledger_->pool());
+  // Within the lease only the answered order's row goes: a live call may still own the rest.
+  auto early = scan.runOnce({60'000, 500, dept_});
+  ASSERT_TRUE(early.has_value()) << early.error().message;
+  EXPECT_EQ(early->answered, 1u);
+  EXPECT_EQ(early->compensated + early->released, 0u);
+  EXPECT_EQ(pendingRows(), 2);
+  auto late = scan.runOnce({0, 500, dept_});
+  ASSERT_TRUE(late.has_value()) << late.error().message;
+  EXPECT_EQ(late->taken, 2u);
+  EXPECT_EQ(late->answered, 0u);
+  EXPECT_EQ(late->compensated, 1u);
+  EXPECT_EQ(late->released, 1u);
+  EXPECT_EQ(pendingRows(), 0);
+  auto again = scan.runOnce({0, 500, dept_});
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->answered + again->compensated + again->released, 0u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // the dead claim's lease ends
+  CompensationProcessor processor(short_leases, *queue_, counters_, {10, 30'000, 0, 0, 5});
+  EXPECT_EQ(processor.runOnce().value_or(0), 1u);
+  EXPECT_EQ(counters_.compensations_applied.load(), 1u);
+  EXPECT_EQ(read(first), (Quantities{10, 3, 0}));  // O-done's hold stays
+  EXPECT_EQ(read(second), (Quantities{10, 0, 0}));
+  auto dead = short_leases.readOrder({dept_, "O-dead"});
+  ASSERT_TRUE(dead.has_value());
+  EXPECT_FALSE(dead->has_value());
+  auto done = short_leases.readOrder({dept_, "O-done"});
+  ASSERT_TRUE(done.has_value() && done->has_value());
+  EXPECT_EQ((*done)->status, OrderStatus::kAllocated);
 }
 
 TEST_F(CompensationTest, AFailingTaskBacksOffAndIsGivenUpAfterItsBound) {
