@@ -41,7 +41,15 @@ Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>&
   // One reader of the table per merchant at a time, and the shard's lock is not held while it
   // reads: the network threads admit and release fast-path calls under that lock, and must
   // never wait for the database. (Entries are never erased, so `entry` stays valid.)
-  while (entry.refreshing) shard.changed.wait(lock);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.call_wait_ms);
+  while (entry.refreshing) {
+    if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout && entry.refreshing) {
+      return std::unexpected(unavailable(
+          "the route of merchant " + dept_no + " is being read and the database has not " +
+          "answered for " + std::to_string(options_.call_wait_ms) + " ms; retry"));
+    }
+  }
   if (!force && fresh()) return {};  // another caller has just read it
   entry.refreshing = true;
   lock.unlock();

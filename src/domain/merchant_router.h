@@ -110,7 +110,10 @@ class MerchantRouter final : public StockApi, public RouteGate {
   // Admits one call: waits out a local switch, refreshes a stale entry, counts the call.
   [[nodiscard]] Result<Route> admit(const std::string& dept_no);
   // Reads the table into the entry when it is stale (or always with force). Shard locked on
-  // entry and on return, but not while the table is read.
+  // entry and on return, but not while the table is read. While another caller reads it, waits
+  // up to call_wait_ms for that read, then answers 503: a hung database holds up one caller
+  // per merchant, not every call of it (a route read before is not served meanwhile: it may
+  // be older than a switch's settle wait).
   [[nodiscard]] Result<void> refresh(Shard& shard, std::unique_lock<std::mutex>& lock,
                                      const std::string& dept_no, bool force);
   [[nodiscard]] MerchantRouteView viewOf(const std::string& dept_no, const Entry& entry) const;

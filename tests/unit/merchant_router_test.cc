@@ -170,6 +170,31 @@ TEST_F(MerchantRouterTest, ReadingTheTableDoesNotHoldUpTheNonBlockingAdmission) 
   router.leave("D1");
 }
 
+// A hung database holds up the one caller reading a merchant's route: the others wait for
+// that read only call_wait_ms, then answer 503 (to retry), instead of as long as the read
+// hangs. They are not served the stale route meanwhile.
+TEST_F(MerchantRouterTest, AHungRouteReadHoldsUpOneCallerAndTheOthersAnswer503) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(), {Route::kRedis, 50, 100, 100});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // stale: the next call reads
+  table_.holdNextRead();
+  auto reader = std::async(std::launch::async, [&] { return served(router, "D1"); });
+  table_.readStarted();
+  auto waiter = std::async(std::launch::async, [&] { return router.readRecord(recordOf("D1")); });
+  const bool answered = waiter.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  const int served_while_hung = redis_.calls();
+  table_.releaseRead();
+  ASSERT_TRUE(answered) << "the second call waited for the hung read";
+  EXPECT_EQ(served_while_hung, 1) << "the stale route was served";
+  auto refused = waiter.get();
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.error().message.find("being read"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(reader.get(), kRedisAnswer);
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+}
+
 TEST_F(MerchantRouterTest, ASwitchMovesOnlyThatMerchantAndASecondOneIsANoOp) {
   MerchantRouter router(redis_, mysql_, table_, recordingMove(), {});
   EXPECT_EQ(served(router, "D1"), kRedisAnswer);
