@@ -268,9 +268,9 @@ int run(const allot::app::Config& config) {
   // skew between MariaDB, which dates the rows, and Redis, which measures the lease.
   allot::mysql::PendingOrderScan pending_scan((*ledger)->pool());
   allot::workers::Periodic pending_scan_worker(std::chrono::seconds(5), [&] {
-    const allot::mysql::PendingScanOptions options{allot::limits::kOrderLeaseMs + 5'000, 500};
+    const allot::mysql::PendingScanOptions options{allot::limits::kOrderLeaseMs + 5'000, 100};
     std::uint64_t found = 0;
-    for (int pass = 0; pass < 20; ++pass) {  // a backlog goes in batches, up to 10,000 a tick
+    for (int pass = 0; pass < 100; ++pass) {  // a backlog goes in batches, up to 10,000 a tick
       auto report = pending_scan.runOnce(options);
       if (!report) {
         spdlog::warn("pending-order scan: {}", report.error().message);

@@ -2,7 +2,7 @@
 // recorded when an inline reverse kept failing. Every task is a release of one hold, which is
 // idempotent, so a task applied again after a crash changes nothing more: "at most once" in
 // effect. A task that keeps failing backs off exponentially and, after a bound, is given up
-// to an operator and to the reconciliation scan (the third stage).
+// to an operator (state failed; nothing retries it).
 //
 // An undo (the reverse of a refused or failed pre-allocation) looks at its order first. The
 // failed call left the order's claim pending, and until the task runs a retry of the order

@@ -21,7 +21,7 @@ struct ServiceCounters {
   std::atomic<std::uint64_t> busy_waits_exhausted{0};      // duplicates answered 503 after waiting
   std::atomic<std::uint64_t> compensations_applied{0};     // stage 2 tasks applied by the worker
   std::atomic<std::uint64_t> compensation_attempts_failed{0};
-  std::atomic<std::uint64_t> compensations_given_up{0};      // left to an operator and the scan
+  std::atomic<std::uint64_t> compensations_given_up{0};      // left to an operator
   std::atomic<std::uint64_t> pending_orders_compensated{0};  // stage 3: found by the scan
   std::atomic<std::uint64_t> hold_batches{0};   // coalesced hold calls (HotStore::holdBatch)
   std::atomic<std::uint64_t> holds_batched{0};  // holds carried by them

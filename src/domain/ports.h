@@ -261,8 +261,8 @@ class CompensationQueue {
   [[nodiscard]] virtual Result<std::vector<DueCompensation>> takeDue(std::size_t limit,
                                                                      std::int64_t lease_ms) = 0;
   [[nodiscard]] virtual Result<void> complete(std::int64_t id) = 0;
-  // Schedules another attempt after retry_after_ms, or gives up (state failed: an operator and
-  // the reconciliation scan take over).
+  // Schedules another attempt after retry_after_ms, or gives up (state failed: an operator
+  // takes over; nothing retries it).
   [[nodiscard]] virtual Result<void> retryLater(std::int64_t id, const std::string& reason,
                                                 std::int64_t retry_after_ms, bool give_up) = 0;
 };

@@ -305,7 +305,7 @@ HttpAnswer Router::metrics() {
           "Compensation task attempts that failed and were rescheduled.",
           counters_.compensation_attempts_failed.load());
   counter("allot_compensation_tasks_given_up_total",
-          "Compensation tasks given up after their bound: left to an operator and the scan.",
+          "Compensation tasks given up after their bound: left to an operator.",
           counters_.compensations_given_up.load());
   counter("allot_compensation_pending_orders_found_total",
           "Compensation stage 3: orders left pending past their claim's lease by a call that "

@@ -11,7 +11,7 @@ constexpr std::string_view kReason =
     "pending past its claim's lease: the call holding its lines ended without answering "
     "(pending-order scan)";
 
-// The merchant filter of both statements: a NULL parameter matches every merchant.
+// The merchant filter: a NULL parameter matches every merchant.
 Param merchantParam(const PendingScanOptions& options) {
   return options.dept_no ? Param{std::string_view(*options.dept_no)} : Param{nullptr};
 }
@@ -19,17 +19,8 @@ Param merchantParam(const PendingScanOptions& options) {
 }  // namespace
 
 Result<PendingScanReport> PendingOrderScan::runOnce(const PendingScanOptions& options) {
-  PendingScanReport report;
-  {
-    ALLOT_TRY(lease, pool_.acquire());
-    ALLOT_TRY(dropped, lease->execute("DELETE p FROM pending_orders p JOIN orders o ON o.dept_no = "
-                                      "p.dept_no AND o.order_no = p.order_no WHERE p.dept_no = "
-                                      "COALESCE(?, p.dept_no)",
-                                      std::array<Param, 1>{merchantParam(options)}));
-    report.answered = dropped;
-  }
   return pool_.withTransaction([&](Connection& connection) -> Result<PendingScanReport> {
-    PendingScanReport pass = report;
+    PendingScanReport pass;
     const std::array<Param, 3> due{Param{options.older_than_ms}, merchantParam(options),
                                    Param{static_cast<std::int64_t>(options.batch_size)}};
     ALLOT_TRY(rows, connection.query(
@@ -41,7 +32,7 @@ Result<PendingScanReport> PendingOrderScan::runOnce(const PendingScanOptions& op
     for (const auto& row : rows) {
       const std::string_view dept_no = row.text(0), order_no = row.text(1);
       const std::array<Param, 2> order{Param{dept_no}, Param{order_no}};
-      // Answered since the first statement: its commit's order event came in between.
+      // Answered: its commit's order event was applied before the hold that added the row.
       ALLOT_TRY(answered,
                 connection.query("SELECT 1 FROM orders WHERE dept_no = ? AND order_no = ?", order));
       std::uint64_t recorded = 0;

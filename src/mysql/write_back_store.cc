@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -356,6 +357,7 @@ class BatchSums {
     auto lines = decodeLineOutcomes(event.dept_no, event.answer);
     if (!lines) return Permanent{"order answer lines: " + lines.error().message};
     auto& order = orders_[event.dept_no + "|" + event.order_no];
+    order.answered = true;
     setStatus(order, event, *status);
     if (!lines->empty()) {
       std::vector<LineRequest> requested;
@@ -421,15 +423,13 @@ class BatchSums {
       }
       return std::unexpected(stocked.error());
     }
-    std::vector<Param> line_params, pending_params;
+    std::vector<Param> line_params;
+    OrderNames pending;
     for (const auto& [name, line] : lines_) {
       const Event& event = *line.event;
       // A line held before its order's answer: the order's claim is pending (mysql/
-      // pending_order_scan.h). One row per order, whichever of its lines come here.
-      if (event.kind == "hold" && !event.fused()) {
-        pending_params.insert(pending_params.end(), {Param{std::string_view(event.dept_no)},
-                                                     Param{std::string_view(event.order_no)}});
-      }
+      // pending_order_scan.h).
+      if (event.kind == "hold" && !event.fused()) pending.emplace(event.dept_no, event.order_no);
       if (event.kind == "undo") {
         ALLOT_TRY_VOID(deleteOrderLine(connection, event));  // rare
         continue;
@@ -458,9 +458,18 @@ class BatchSums {
         "qty = VALUES(qty), allocated = VALUES(allocated), shortage = VALUES(shortage), "
         "state = VALUES(state)",
         12, line_params));
-    ALLOT_TRY_VOID(executeRows(connection,
-                               "INSERT IGNORE INTO pending_orders (dept_no, order_no) VALUES ",
-                               "(?, ?)", "", 2, pending_params));
+    // Unless its answer is in already (the order's stream is often applied before its
+    // records'). The row is dated by its latest hold: a retry of a refused order, or a long
+    // call, is as young as its last line. (Under READ COMMITTED the orders rows are read
+    // without locks.)
+    ALLOT_TRY_VOID(executeRows(
+        connection,
+        "INSERT INTO pending_orders (dept_no, order_no) SELECT DISTINCT l.dept_no, l.order_no "
+        "FROM order_lines l WHERE (l.dept_no, l.order_no) IN (",
+        "(?, ?)",
+        ") AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.dept_no = l.dept_no AND o.order_no = "
+        "l.order_no) ON DUPLICATE KEY UPDATE seen_at = CURRENT_TIMESTAMP(6)",
+        2, orderParams(pending)));
     ALLOT_TRY_VOID(flushOrders(connection));
     stock_.clear();
     lines_.clear();
@@ -473,8 +482,22 @@ class BatchSums {
     const Event* event = nullptr;  // the last record event of the line
     std::int64_t line_no = 0;      // 1 once a fused hold named it; 0: not known here
   };
+  // Orders as (dept_no, order_no), sorted as the primary keys of orders and pending_orders,
+  // so concurrent write-backs lock their rows in one order.
+  using OrderNames = std::set<std::pair<std::string_view, std::string_view>>;
+
+  static std::vector<Param> orderParams(const OrderNames& names) {
+    std::vector<Param> params;
+    params.reserve(names.size() * 2);
+    for (const auto& [dept_no, order_no] : names) {
+      params.insert(params.end(), {Param{dept_no}, Param{order_no}});
+    }
+    return params;
+  }
+
   struct OrderSum {
     const Event* event = nullptr;
+    bool answered = false;  // by an order event (not only by fused holds)
     OrderStatus status = OrderStatus::kAllocated;
     std::optional<std::string> digest;  // the last one seen; a tombstone has none
     std::vector<LineOutcome> lines;     // the last non-empty answer
@@ -496,7 +519,9 @@ class BatchSums {
   // The orders rows and their lines as answered (applyOrder: the same for one event).
   Result<void> flushOrders(Connection& connection) {
     std::vector<Param> order_params, line_params;
+    OrderNames answered;
     for (const auto& [name, order] : orders_) {
+      if (order.answered) answered.emplace(order.event->dept_no, order.event->order_no);
       order_params.insert(
           order_params.end(),
           {Param{std::string_view(order.event->dept_no)},
@@ -524,6 +549,11 @@ class BatchSums {
         "lines_digest IS NOT NULL, status, VALUES(status)), "
         "lines_digest = COALESCE(VALUES(lines_digest), lines_digest)",
         4, order_params));
+    // An answered order is not pending any more (a hold of it applied after this, from its
+    // record's stream, finds the orders row and adds none back).
+    ALLOT_TRY_VOID(executeRows(connection,
+                               "DELETE FROM pending_orders WHERE (dept_no, order_no) IN (",
+                               "(?, ?)", ")", 2, orderParams(answered)));
     return executeRows(
         connection,
         "INSERT INTO order_lines (dept_no, order_no, goods_no, warehouse_no, stock_status, "

@@ -15,7 +15,8 @@
 // hold with st (A | S, a "fused" hold) is a whole single-line order held and committed in one
 // step, so it also writes what that order's order event would have: the orders row (status,
 // lines_digest of the one line requested, qty = a + s) and line_no 1 on its line; any other
-// hold also notes its order in pending_orders (its claim is pending: pending_order_scan.h);
+// hold also notes its order in pending_orders (its claim is pending: pending_order_scan.h),
+// which the order event deletes;
 // rollback releases (line released); deduct also takes on_hand (line deducted); undo releases
 // and DELETES the line, because undo only reverses a refused order, which Redis forgets too;
 // adjust is MysqlLedger's per-ref change (applyAdjustmentIn); order upserts the order row and
