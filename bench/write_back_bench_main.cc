@@ -308,6 +308,11 @@ class Bench {
                preallocated, expected_holds_, order_rows, expected_rows, dead_letters);
     const bool ok =
         preallocated == expected_holds_ && order_rows == expected_rows && dead_letters == 0;
+    // Its plain holds have no answer, so the write-back noted their orders as pending; no call
+    // will ever answer them, and the pending-order scan of any allotd on this database would
+    // turn each into an undo task with nothing to do. (The table is missing on a schema older
+    // than migration 0007: nothing to remove then.)
+    (void)(*lease)->execute("DELETE FROM pending_orders WHERE dept_no = ?", {dept_});
     return ok ? 0 : 1;
   }
 

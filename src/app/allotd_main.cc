@@ -110,7 +110,8 @@ std::string routeSwitchMetricsText(const allot::workers::RouteSwitchMetrics& met
   allot::http::appendCounter(out, "allot_route_switches_total",
                              "Merchant route switches completed.", metrics.switches.load());
   allot::http::appendCounter(out, "allot_route_switch_failures_total",
-                             "Merchant route switches that failed (left switching).",
+                             "Merchant route switches that failed (left switching, or put "
+                             "off before any data moved).",
                              metrics.failures.load());
   allot::http::appendCounter(out, "allot_route_switch_records_evicted_total",
                              "Records taken out of Redis by switches.",
@@ -123,6 +124,13 @@ std::string routeSwitchMetricsText(const allot::workers::RouteSwitchMetrics& met
   allot::http::appendCounter(out, "allot_route_switch_settle_repairs_total",
                              "Rows set to Redis's counters after a switch's drain (drift).",
                              metrics.settle_repairs.load());
+  allot::http::appendCounter(out, "allot_route_switch_pending_orders_undone_total",
+                             "Orders left pending by dead calls, undone by switches to MySQL.",
+                             metrics.pending_orders_undone.load());
+  allot::http::appendCounter(out, "allot_route_switch_orders_left_pending_total",
+                             "Orders left held with no answer by switches to MySQL (a call "
+                             "still running during the switch); for an operator.",
+                             metrics.orders_left_pending.load());
   return out;
 }
 
@@ -289,13 +297,14 @@ int run(const allot::app::Config& config) {
   pending_scan_worker.start();
   // Merchant routes (API.md 7): each merchant on the Redis or the MySQL path, switched live.
   allot::mysql::MysqlRouteTable route_table((*ledger)->pool());
-  allot::workers::RouteSwitch route_switch(store, (*ledger)->pool(), route_table, write_back,
-                                           [&compensation]() -> allot::Result<void> {
-                                             ALLOT_TRY_VOID(compensation.runOnce());
-                                             return {};
-                                           },
-                                           {std::chrono::milliseconds(config.route_settle_ms),
-                                            std::chrono::seconds(30), config.retention_seconds});
+  allot::workers::RouteSwitch route_switch(
+      store, (*ledger)->pool(), route_table, write_back,
+      [&compensation](const std::string& dept_no) -> allot::Result<void> {
+        ALLOT_TRY_VOID(compensation.runOnce(dept_no));
+        return {};
+      },
+      {std::chrono::milliseconds(config.route_settle_ms), std::chrono::seconds(30),
+       config.retention_seconds});
   allot::MerchantRouter service(
       redis_path, mysql_path, route_table,
       [&route_switch](const std::string& dept_no, allot::Route from, allot::Route to) {

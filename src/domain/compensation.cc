@@ -1,6 +1,7 @@
 #include "domain/compensation.h"
 
 #include <algorithm>
+#include <mutex>
 
 namespace allot {
 
@@ -8,8 +9,9 @@ CompensationProcessor::CompensationProcessor(HotStore& hot, CompensationQueue& q
                                              ServiceCounters& counters, CompensationOptions options)
     : hot_(hot), queue_(queue), counters_(counters), options_(options) {}
 
-Result<std::size_t> CompensationProcessor::runOnce() {
-  ALLOT_TRY(due, queue_.takeDue(options_.batch_size, options_.lease_ms));
+Result<std::size_t> CompensationProcessor::runOnce(const std::optional<std::string>& dept_no) {
+  std::lock_guard lock(running_);
+  ALLOT_TRY(due, queue_.takeDue(options_.batch_size, options_.lease_ms, dept_no));
   for (const auto& item : due) {
     auto applied = apply(item.task, item.id);
     if (applied) {

@@ -18,7 +18,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <optional>
 #include <random>
+#include <string>
 
 #include "domain/counters.h"
 #include "domain/ports.h"
@@ -39,8 +42,11 @@ class CompensationProcessor {
   CompensationProcessor(HotStore& hot, CompensationQueue& queue, ServiceCounters& counters,
                         CompensationOptions options = {});
 
-  // Applies the tasks that are due now; returns how many it took (applied or not).
-  [[nodiscard]] Result<std::size_t> runOnce();
+  // Applies the tasks that are due now (of one merchant only, when dept_no is set); returns
+  // how many it took (applied or not). Calls from several threads (the worker, a route
+  // switch) take turns.
+  [[nodiscard]] Result<std::size_t> runOnce(
+      const std::optional<std::string>& dept_no = std::nullopt);
 
  private:
   [[nodiscard]] Result<void> apply(const CompensationTask& task, std::int64_t id);
@@ -50,6 +56,7 @@ class CompensationProcessor {
   CompensationQueue& queue_;
   ServiceCounters& counters_;
   CompensationOptions options_;
+  std::mutex running_;                              // one runOnce at a time
   std::mt19937_64 random_{std::random_device{}()};  // tokens of the claims it takes over
   SystemClock clock_;  // for the claims it takes over (Redis measures their leases itself)
 };

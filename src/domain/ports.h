@@ -256,10 +256,11 @@ struct DueCompensation {
 class CompensationQueue {
  public:
   virtual ~CompensationQueue() = default;
-  // Takes up to `limit` pending tasks whose time has come, hiding them from other takers for
-  // lease_ms (a worker that dies mid-task leaves it to be taken again).
-  [[nodiscard]] virtual Result<std::vector<DueCompensation>> takeDue(std::size_t limit,
-                                                                     std::int64_t lease_ms) = 0;
+  // Takes up to `limit` pending tasks whose time has come (of one merchant only, when
+  // dept_no is set), hiding them from other takers for lease_ms (a worker that dies mid-task
+  // leaves it to be taken again).
+  [[nodiscard]] virtual Result<std::vector<DueCompensation>> takeDue(
+      std::size_t limit, std::int64_t lease_ms, const std::optional<std::string>& dept_no) = 0;
   [[nodiscard]] virtual Result<void> complete(std::int64_t id) = 0;
   // Schedules another attempt after retry_after_ms, or gives up (state failed: an operator
   // takes over; nothing retries it).

@@ -13,7 +13,8 @@ class MysqlCompensationQueue final : public CompensationQueue {
  public:
   explicit MysqlCompensationQueue(Pool& pool) : pool_(pool) {}
 
-  Result<std::vector<DueCompensation>> takeDue(std::size_t limit, std::int64_t lease_ms) override;
+  Result<std::vector<DueCompensation>> takeDue(std::size_t limit, std::int64_t lease_ms,
+                                               const std::optional<std::string>& dept_no) override;
   Result<void> complete(std::int64_t id) override;
   Result<void> retryLater(std::int64_t id, const std::string& reason, std::int64_t retry_after_ms,
                           bool give_up) override;

@@ -11,23 +11,27 @@ constexpr std::string_view kReason =
     "pending past its claim's lease: the call holding its lines ended without answering "
     "(pending-order scan)";
 
-// The merchant filter: a NULL parameter matches every merchant.
-Param merchantParam(const PendingScanOptions& options) {
-  return options.dept_no ? Param{std::string_view(*options.dept_no)} : Param{nullptr};
-}
+constexpr std::string_view kSelectDue =
+    "SELECT dept_no, order_no FROM pending_orders WHERE seen_at <= CURRENT_TIMESTAMP(6) - "
+    "INTERVAL ? * 1000 MICROSECOND ORDER BY seen_at LIMIT ? FOR UPDATE SKIP LOCKED";
+// One merchant's: a condition on the primary key's first column, so that only its rows are
+// read and locked (a scan in seen_at order would lock every merchant's older rows on its way,
+// and a concurrent scan of another merchant would skip them).
+constexpr std::string_view kSelectDueOfMerchant =
+    "SELECT dept_no, order_no FROM pending_orders WHERE dept_no = ? AND seen_at <= "
+    "CURRENT_TIMESTAMP(6) - INTERVAL ? * 1000 MICROSECOND ORDER BY seen_at LIMIT ? FOR UPDATE "
+    "SKIP LOCKED";
 
 }  // namespace
 
 Result<PendingScanReport> PendingOrderScan::runOnce(const PendingScanOptions& options) {
   return pool_.withTransaction([&](Connection& connection) -> Result<PendingScanReport> {
     PendingScanReport pass;
-    const std::array<Param, 3> due{Param{options.older_than_ms}, merchantParam(options),
-                                   Param{static_cast<std::int64_t>(options.batch_size)}};
-    ALLOT_TRY(rows, connection.query(
-                        "SELECT dept_no, order_no FROM pending_orders WHERE seen_at <= "
-                        "CURRENT_TIMESTAMP(6) - INTERVAL ? * 1000 MICROSECOND AND dept_no = "
-                        "COALESCE(?, dept_no) ORDER BY seen_at LIMIT ? FOR UPDATE SKIP LOCKED",
-                        due));
+    std::vector<Param> due;
+    if (options.dept_no) due.emplace_back(std::string_view(*options.dept_no));
+    due.emplace_back(options.older_than_ms);
+    due.emplace_back(static_cast<std::int64_t>(options.batch_size));
+    ALLOT_TRY(rows, connection.query(options.dept_no ? kSelectDueOfMerchant : kSelectDue, due));
     pass.taken = rows.size();
     for (const auto& row : rows) {
       const std::string_view dept_no = row.text(0), order_no = row.text(1);

@@ -4,7 +4,10 @@
 // redis -> mysql:
 //   1. mark the route switching in merchant_routes, and wait `settle` so that every other
 //      allotd (which re-reads routes every second) stops admitting the merchant's calls;
-//   2. apply the merchant's pending compensation tasks (they act on Redis);
+//   2. drain the write-back of the merchant's streams and turn every order a dead call left
+//      pending (pending_orders) into an undo task, then apply the merchant's compensation
+//      tasks (they act on Redis); when some cannot be applied (a claim still within its
+//      lease), the switch is put off: nothing has moved, and the route is given back;
 //   3. evict every record of the merchant from Redis and fence it (record_evict.lua): from
 //      here no script can change its counters, and no load can bring it back;
 //   4. drain the write-back: every event appended before the eviction is in the database;
@@ -19,14 +22,16 @@
 //      lines' anti-duplicate keys, tombstones and deduction records, as the database has them;
 //   4. load every record from its row, lifting the fence;
 //   5. save the route redis, no longer switching.
-// Every step can run again: a failed switch leaves the merchant switching (refused by every
-// allotd) until a PUT of either route runs the protocol again from its first step.
+// Every step can run again: a switch that fails once data has moved leaves the merchant
+// switching (refused by every allotd) until a PUT of either route runs the protocol again
+// from its first step.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 
 #include "core/result.h"
@@ -54,31 +59,48 @@ struct RouteSwitchMetrics {
   std::atomic<std::uint64_t> records_evicted{0};
   std::atomic<std::uint64_t> records_loaded{0};
   std::atomic<std::uint64_t> orders_loaded{0};
-  std::atomic<std::uint64_t> settle_repairs{0};  // rows set to Redis's counters in step 5
+  std::atomic<std::uint64_t> settle_repairs{0};         // rows set to Redis's counters in step 5
+  std::atomic<std::uint64_t> pending_orders_undone{0};  // dead calls' orders undone in step 2
+  std::atomic<std::uint64_t> orders_left_pending{0};    // held with no answer after step 4
 };
+
+// How long a switch to MySQL waits for the merchant's compensation tasks before it is put off.
+inline constexpr std::chrono::milliseconds kCompensationWait{3'000};
 
 class RouteSwitch {
  public:
-  // run_compensation applies due compensation tasks once (the compensation worker's step).
+  // run_compensation applies the merchant's due compensation tasks once (the compensation
+  // worker's step, for one merchant).
+  using RunCompensation = std::function<Result<void>(const std::string& dept_no)>;
   RouteSwitch(redis::RedisStockStore& store, mysql::Pool& pool, RouteTable& table,
-              WriteBack& write_back, std::function<Result<void>()> run_compensation,
+              WriteBack& write_back, RunCompensation run_compensation,
               RouteSwitchOptions options = {});
 
   [[nodiscard]] Result<void> move(const std::string& dept_no, Route from, Route to);
   [[nodiscard]] const RouteSwitchMetrics& metrics() const { return metrics_; }
 
  private:
-  [[nodiscard]] Result<void> toMysql(const std::string& dept_no);
+  struct PendingTasks {
+    std::int64_t count = 0;
+    std::string oldest;  // "order <order_no>: <its last error>"
+  };
+  // data_moved is set once the first record is about to be evicted.
+  [[nodiscard]] Result<void> toMysql(const std::string& dept_no, bool& data_moved);
+  [[nodiscard]] Result<void> releaseWhatNeedsRedis(const std::string& dept_no,
+                                                   const std::set<std::string>& streams);
+  [[nodiscard]] Result<std::int64_t> pendingOrderRows(const std::string& dept_no);
+  [[nodiscard]] Result<void> drain(const std::set<std::string>& streams);
+  [[nodiscard]] Result<void> warnOfOrdersLeftPending(const std::string& dept_no);
   [[nodiscard]] Result<void> toRedis(const std::string& dept_no);
   [[nodiscard]] Result<void> settle(const RecordKey& key, const Quantities& from_redis);
   [[nodiscard]] Result<void> loadOrders(const std::string& dept_no);
-  [[nodiscard]] Result<std::int64_t> pendingCompensations(const std::string& dept_no);
+  [[nodiscard]] Result<PendingTasks> pendingCompensations(const std::string& dept_no);
 
   redis::RedisStockStore& store_;
   mysql::Pool& pool_;
   RouteTable& table_;
   WriteBack& write_back_;
-  std::function<Result<void>()> run_compensation_;
+  RunCompensation run_compensation_;
   RouteSwitchOptions options_;
   RouteSwitchMetrics metrics_;
 };

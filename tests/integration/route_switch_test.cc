@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "mysql/mysql_ledger.h"
+#include "redis/keys.h"
 #include "redis/redis_stock_store.h"
 #include "support/allotd_process.h"
 #include "support/api_client.h"
@@ -273,6 +274,75 @@ ApiResponse untilFinal(const std::function<ApiResponse()>& send) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+// A call killed mid-way leaves its order pending in Redis with lines held and no answer. A
+// switch to MySQL undoes such an order while its records are still in Redis, as the
+// pending-order scan would: otherwise its lines stay held in the database, where no path can
+// release them (the MySQL path knows no order without an answer), and a retry fails on them.
+TEST_F(RouteSwitchTest, AnOrderLeftPendingByADeadCallIsUndoneBeforeTheMerchantMovesToMysql) {
+  const auto dept = newDept();
+  const auto a = newRecord(dept, 10);
+  const auto b = newRecord(dept, 10);
+  const OrderRef dead{dept, uniqueName("dead")};
+  ASSERT_TRUE(claimAsASlowCall(dead, {{a, 2}, {b, 3}}));
+  ASSERT_EQ(store_->hold(a, dead.order_no, 2, false).value().kind, HoldOutcome::Kind::kHeld);
+  ASSERT_EQ(store_->hold(b, dead.order_no, 3, false).value().kind, HoldOutcome::Kind::kHeld);
+  // Its call died longer ago than a claim's lease.
+  ASSERT_TRUE(
+      redis_->command(redis::keys::order(dead), {"HSET", redis::keys::order(dead), "ts", "0"})
+          .has_value());
+  ASSERT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
+
+  auto moved = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(moved)) << moved.describe();
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 0, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+  EXPECT_TRUE(isError(api().order(dept, dead.order_no), 404, "not_found"));
+  // Unknown to every path, it is a new order when its caller retries it.
+  auto retried = api().preallocate(dept, dead.order_no, {{a, 2}, {b, 3}});
+  ASSERT_TRUE(isOk(retried)) << retried.describe();
+  EXPECT_EQ(retried.boolean("replayed"), false);
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
+  ASSERT_TRUE(isOk(api().rollback(dept, dead.order_no)));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+}
+
+// An order whose claim is still within its lease may belong to a live call (of another
+// allotd): nothing can be moved under it, so the switch is refused before any data moves and
+// the merchant stays served on Redis.
+TEST_F(RouteSwitchTest, AnOrderStillBeingAllocatedPutsTheSwitchOffAndTheMerchantKeepsItsRoute) {
+  const auto dept = newDept();
+  const auto a = newRecord(dept, 10);
+  const auto b = newRecord(dept, 10);
+  const OrderRef slow{dept, uniqueName("slow")};
+  ASSERT_TRUE(claimAsASlowCall(slow, {{a, 2}, {b, 3}}));
+  ASSERT_EQ(store_->hold(a, slow.order_no, 2, false).value().kind, HoldOutcome::Kind::kHeld);
+
+  auto refused = putRoute(dept, "mysql");
+  EXPECT_TRUE(isError(refused, 503, "unavailable")) << refused.describe();
+  EXPECT_NE(refused.string("message").value_or("").find(slow.order_no), std::string::npos)
+      << refused.describe();
+  auto route = getRoute(dept);
+  EXPECT_EQ(route.string("route"), "redis") << route.describe();
+  EXPECT_EQ(route.boolean("switching"), false) << route.describe();
+  auto other = api().preallocate(dept, uniqueName("o"), {{b, 1}});
+  ASSERT_TRUE(isOk(other)) << other.describe();
+  EXPECT_EQ(api().stock(b).string("route"), "redis");
+
+  // Once the slow call answers, the switch goes through and keeps its order.
+  ASSERT_EQ(store_->hold(b, slow.order_no, 3, false).value().kind, HoldOutcome::Kind::kHeld);
+  ASSERT_EQ(store_
+                ->commitOrder(
+                    slow, OrderStatus::kAllocated,
+                    encodeLineOutcomes({LineOutcome{a, 2, 2, 0}, LineOutcome{b, 3, 3, 0}}), "slow")
+                .value(),
+            CommitOutcome::kCommitted);
+  auto moved = untilFinal([&] { return putRoute(dept, "mysql"); });
+  ASSERT_TRUE(isOk(moved)) << moved.describe();
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 4, 0}));
+  EXPECT_EQ(api().order(dept, slow.order_no).string("status"), "allocated");
 }
 
 TEST_F(RouteSwitchTest, SwitchingBackAndForthUnderLoadLosesAndDoublesNothing) {
