@@ -110,8 +110,8 @@ std::string routeSwitchMetricsText(const allot::workers::RouteSwitchMetrics& met
   allot::http::appendCounter(out, "allot_route_switches_total",
                              "Merchant route switches completed.", metrics.switches.load());
   allot::http::appendCounter(out, "allot_route_switch_failures_total",
-                             "Merchant route switches that failed (left switching, or put "
-                             "off before any data moved).",
+                             "Merchant route switches that began and failed "
+                             "(left switching, or put off before any data moved).",
                              metrics.failures.load());
   allot::http::appendCounter(out, "allot_route_switch_records_evicted_total",
                              "Records taken out of Redis by switches.",

@@ -41,6 +41,9 @@ class RouteTable {
       const std::string& dept_no) = 0;
   [[nodiscard]] virtual Result<void> saveRoute(const std::string& dept_no,
                                                const StoredRoute& route) = 0;
+  // Removes the merchant's row: it takes the default route again (a switch put off before any
+  // data moved puts a merchant back as it was, without a row).
+  [[nodiscard]] virtual Result<void> forgetRoute(const std::string& dept_no) = 0;
 };
 
 // The data side of a switch: moves the merchant's records and orders from one path to the

@@ -17,8 +17,8 @@ constexpr std::string_view kSelectDue =
 constexpr std::string_view kSelectDueOfMerchant =
     "SELECT id, attempts, kind, dept_no, goods_no, warehouse_no, stock_status, stock_type, "
     "goods_level, order_no, reason FROM compensation_tasks WHERE dept_no = ? AND state = "
-    "'pending' AND next_attempt_at <= CURRENT_TIMESTAMP(6) ORDER BY id LIMIT ? FOR UPDATE "
-    "SKIP LOCKED";
+    "'pending' AND next_attempt_at <= CURRENT_TIMESTAMP(6) ORDER BY next_attempt_at LIMIT ? "
+    "FOR UPDATE SKIP LOCKED";
 
 }  // namespace
 

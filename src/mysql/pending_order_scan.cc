@@ -14,12 +14,13 @@ constexpr std::string_view kReason =
 constexpr std::string_view kSelectDue =
     "SELECT dept_no, order_no FROM pending_orders WHERE seen_at <= CURRENT_TIMESTAMP(6) - "
     "INTERVAL ? * 1000 MICROSECOND ORDER BY seen_at LIMIT ? FOR UPDATE SKIP LOCKED";
-// One merchant's: a condition on the primary key's first column, so that only its rows are
-// read and locked (a scan in seen_at order would lock every merchant's older rows on its way,
-// and a concurrent scan of another merchant would skip them).
+// One merchant's: read along the primary key from its first column, so that only that
+// merchant's rows are read and locked, in the order the write-back locks them (a scan in
+// seen_at order would lock every merchant's older rows on its way, and a concurrent scan of
+// another merchant would skip them).
 constexpr std::string_view kSelectDueOfMerchant =
     "SELECT dept_no, order_no FROM pending_orders WHERE dept_no = ? AND seen_at <= "
-    "CURRENT_TIMESTAMP(6) - INTERVAL ? * 1000 MICROSECOND ORDER BY seen_at LIMIT ? FOR UPDATE "
+    "CURRENT_TIMESTAMP(6) - INTERVAL ? * 1000 MICROSECOND ORDER BY order_no LIMIT ? FOR UPDATE "
     "SKIP LOCKED";
 
 }  // namespace

@@ -26,4 +26,11 @@ Result<void> MysqlRouteTable::saveRoute(const std::string& dept_no, const Stored
   return {};
 }
 
+Result<void> MysqlRouteTable::forgetRoute(const std::string& dept_no) {
+  ALLOT_TRY(lease, pool_.acquire());
+  ALLOT_TRY_VOID(
+      lease->execute("DELETE FROM merchant_routes WHERE dept_no = ?", {std::string_view(dept_no)}));
+  return {};
+}
+
 }  // namespace allot::mysql

@@ -16,6 +16,7 @@ class MysqlRouteTable final : public RouteTable {
 
   Result<std::optional<StoredRoute>> findRoute(const std::string& dept_no) override;
   Result<void> saveRoute(const std::string& dept_no, const StoredRoute& route) override;
+  Result<void> forgetRoute(const std::string& dept_no) override;
 
  private:
   Pool& pool_;

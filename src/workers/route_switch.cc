@@ -15,6 +15,7 @@
 #include "mysql/pending_order_scan.h"
 #include "mysql/record_params.h"
 #include "redis/keys.h"
+#include "redis/sha1.h"
 #include "workers/write_back.h"
 
 namespace allot::workers {
@@ -129,14 +130,35 @@ RouteSwitch::RouteSwitch(redis::RedisStockStore& store, mysql::Pool& pool, Route
       options_(options) {}
 
 Result<void> RouteSwitch::move(const std::string& dept_no, Route from, Route to) {
+  // One switch of a merchant at a time across every allotd: a named lock of the database,
+  // held by one connection for the whole switch (and dropped with it if the process dies).
+  ALLOT_TRY(lock, pool_.acquire());
+  const std::string lock_name = "allot.switch." + redis::sha1Hex(dept_no);  // <= 64 characters
+  ALLOT_TRY(locked, lock->query("SELECT GET_LOCK(?, 0)", {std::string_view(lock_name)}));
+  if (locked.empty() || locked[0].isNull(0) || locked[0].integer(0).value_or(0) != 1) {
+    return fail(ErrorCode::kUnavailable, "a switch of merchant " + dept_no +
+                                             " is running in another allotd; nothing was done");
+  }
+  auto moved = moveLocked(dept_no, from, to);
+  if (auto released = lock->query("SELECT RELEASE_LOCK(?)", {std::string_view(lock_name)});
+      !released) {
+    spdlog::warn("route switch of {}: RELEASE_LOCK failed: {}", dept_no, released.error().message);
+  }
+  return moved;
+}
+
+Result<void> RouteSwitch::moveLocked(const std::string& dept_no, Route from, Route to) {
+  // The route as it stands now that no other switch can run: one finished elsewhere since
+  // the caller read it makes `from` wrong, and nothing may be done on it.
+  ALLOT_TRY(before, table_.findRoute(dept_no));
+  if (before && before->route != from) {
+    return fail(ErrorCode::kUnavailable, "the route of merchant " + dept_no + " changed to " +
+                                             std::string(routeName(before->route)) +
+                                             " meanwhile; nothing was done");
+  }
   spdlog::info("route switch of {}: {} -> {}", dept_no, routeName(from), routeName(to));
-  // A switch that starts from a settled route has moved nothing while it prepares; when it
-  // fails then, the merchant gets its route back instead of staying refused until a PUT.
-  auto stored = table_.findRoute(dept_no);
-  const bool started_settled = stored && (!*stored || !(*stored)->switching);
   bool data_moved = false;
   auto moved = [&]() -> Result<void> {
-    ALLOT_TRY_VOID(stored);
     ALLOT_TRY_VOID(table_.saveRoute(dept_no, StoredRoute{from, /*switching=*/true}));
     std::this_thread::sleep_for(options_.settle);
     if (to == Route::kMysql) {
@@ -149,8 +171,14 @@ Result<void> RouteSwitch::move(const std::string& dept_no, Route from, Route to)
   }();
   if (!moved) {
     metrics_.failures.fetch_add(1);
-    if (!data_moved && started_settled &&
-        table_.saveRoute(dept_no, StoredRoute{from, /*switching=*/false})) {
+    // A switch put off before any data moved gives the merchant back as it was: its route
+    // (or no row), when it was settled. One that found the merchant switching (an earlier
+    // switch failed half-way) leaves it so: its data may be half moved.
+    const bool put_back =
+        !data_moved && (!before || !before->switching) &&
+        (before ? table_.saveRoute(dept_no, StoredRoute{from, false}) : table_.forgetRoute(dept_no))
+            .has_value();
+    if (put_back) {
       spdlog::warn("route switch of {} to {} put off before any data moved: {}", dept_no,
                    routeName(to), moved.error().message);
       return fail(moved.error().code, moved.error().message +
@@ -193,7 +221,8 @@ Result<void> RouteSwitch::releaseWhatNeedsRedis(const std::string& dept_no,
   // another process holds meanwhile (its scan or worker) is given a moment to be done; the
   // wait starts again whenever fewer are left (a backlog goes a batch of tasks at a time).
   mysql::PendingOrderScan scan(pool_);
-  auto give_up_at = std::chrono::steady_clock::now() + kCompensationWait;
+  const auto started = std::chrono::steady_clock::now();
+  auto give_up_at = started + kCompensationWait;
   std::int64_t left_before = std::numeric_limits<std::int64_t>::max();
   while (true) {
     while (true) {
@@ -208,8 +237,9 @@ Result<void> RouteSwitch::releaseWhatNeedsRedis(const std::string& dept_no,
     const auto now = std::chrono::steady_clock::now();
     if (pending.count + rows_left < left_before) {
       left_before = pending.count + rows_left;
-      give_up_at = now + kCompensationWait;
-    } else if (now >= give_up_at) {
+      give_up_at = std::min(now + kCompensationWait, started + options_.drain_timeout);
+    }
+    if (now >= give_up_at) {
       if (pending.count == 0) {
         return fail(ErrorCode::kUnavailable,
                     std::to_string(rows_left) +

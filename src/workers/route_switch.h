@@ -7,7 +7,8 @@
 //   2. drain the write-back of the merchant's streams and turn every order a dead call left
 //      pending (pending_orders) into an undo task, then apply the merchant's compensation
 //      tasks (they act on Redis); when some cannot be applied (a claim still within its
-//      lease), the switch is put off: nothing has moved, and the route is given back;
+//      lease), the switch is put off: nothing has moved, and a merchant that was settled
+//      gets its route (or its lack of a row) back;
 //   3. evict every record of the merchant from Redis and fence it (record_evict.lua): from
 //      here no script can change its counters, and no load can bring it back;
 //   4. drain the write-back: every event appended before the eviction is in the database;
@@ -22,6 +23,7 @@
 //      lines' anti-duplicate keys, tombstones and deduction records, as the database has them;
 //   4. load every record from its row, lifting the fence;
 //   5. save the route redis, no longer switching.
+// One switch of a merchant runs at a time across every allotd (a named lock of the database).
 // Every step can run again: a switch that fails once data has moved leaves the merchant
 // switching (refused by every allotd) until a PUT of either route runs the protocol again
 // from its first step.
@@ -76,10 +78,12 @@ class RouteSwitch {
               WriteBack& write_back, RunCompensation run_compensation,
               RouteSwitchOptions options = {});
 
+  // Refused (503, nothing done) while another allotd switches the same merchant.
   [[nodiscard]] Result<void> move(const std::string& dept_no, Route from, Route to);
   [[nodiscard]] const RouteSwitchMetrics& metrics() const { return metrics_; }
 
  private:
+  [[nodiscard]] Result<void> moveLocked(const std::string& dept_no, Route from, Route to);
   struct PendingTasks {
     std::int64_t count = 0;
     std::string oldest;  // "order <order_no>: <its last error>"

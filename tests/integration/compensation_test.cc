@@ -302,10 +302,10 @@ TEST_F(CompensationTest, AMerchantsDueTasksCanBeTakenWithoutAnyOtherMerchants) {
 TEST_F(CompensationTest, ATakenTaskIsHiddenFromOtherWorkersUntilItsLeaseEnds) {
   const RecordKey key{dept_, "G2", "W1"};
   ASSERT_TRUE(ledger_->recordCompensation({"release_undo", key, "O1", "injected"}).has_value());
-  auto first = queue_->takeDue(10, 60'000, std::nullopt);
+  auto first = queue_->takeDue(10, 60'000, dept_);
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->size(), 1u);
-  auto second = queue_->takeDue(10, 60'000, std::nullopt);
+  auto second = queue_->takeDue(10, 60'000, dept_);
   ASSERT_TRUE(second.has_value());
   EXPECT_TRUE(second->empty());
   ASSERT_TRUE(queue_->complete(first->front().id).has_value());

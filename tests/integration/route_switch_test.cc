@@ -13,6 +13,7 @@
 #include "mysql/mysql_ledger.h"
 #include "redis/keys.h"
 #include "redis/redis_stock_store.h"
+#include "redis/sha1.h"
 #include "support/allotd_process.h"
 #include "support/api_client.h"
 #include "support/servers.h"
@@ -309,9 +310,10 @@ TEST_F(RouteSwitchTest, AnOrderLeftPendingByADeadCallIsUndoneBeforeTheMerchantMo
 }
 
 // An order whose claim is still within its lease may belong to a live call (of another
-// allotd): nothing can be moved under it, so the switch is refused before any data moves and
-// the merchant stays served on Redis.
-TEST_F(RouteSwitchTest, AnOrderStillBeingAllocatedPutsTheSwitchOffAndTheMerchantKeepsItsRoute) {
+// allotd): nothing can be moved under it, so the switch is put off before any data moves and
+// the merchant is put back as it was, served on Redis, unless it was already switching (an
+// earlier switch failed half-way: its data may be half moved).
+TEST_F(RouteSwitchTest, AnOrderStillBeingAllocatedPutsTheSwitchOffAndTheMerchantBackAsItWas) {
   const auto dept = newDept();
   const auto a = newRecord(dept, 10);
   const auto b = newRecord(dept, 10);
@@ -326,9 +328,24 @@ TEST_F(RouteSwitchTest, AnOrderStillBeingAllocatedPutsTheSwitchOffAndTheMerchant
   auto route = getRoute(dept);
   EXPECT_EQ(route.string("route"), "redis") << route.describe();
   EXPECT_EQ(route.boolean("switching"), false) << route.describe();
+  EXPECT_EQ(route.boolean("configured"), false) << route.describe();  // no row, as before
   auto other = api().preallocate(dept, uniqueName("o"), {{b, 1}});
   ASSERT_TRUE(isOk(other)) << other.describe();
   EXPECT_EQ(api().stock(b).string("route"), "redis");
+
+  auto ledger = openLedger();
+  ASSERT_NE(ledger, nullptr);
+  {
+    auto lease = ledger->pool().acquire();
+    ASSERT_TRUE(lease.has_value());
+    ASSERT_TRUE((*lease)
+                    ->execute("INSERT INTO merchant_routes (dept_no, route, switching) VALUES "
+                              "(?, 'redis', 1)",
+                              {std::string_view(dept)})
+                    .has_value());
+  }
+  EXPECT_TRUE(isError(putRoute(dept, "mysql"), 503, "unavailable"));
+  EXPECT_EQ(getRoute(dept).boolean("switching"), true) << "a half-moved merchant was let go";
 
   // Once the slow call answers, the switch goes through and keeps its order.
   ASSERT_EQ(store_->hold(b, slow.order_no, 3, false).value().kind, HoldOutcome::Kind::kHeld);
@@ -343,6 +360,36 @@ TEST_F(RouteSwitchTest, AnOrderStillBeingAllocatedPutsTheSwitchOffAndTheMerchant
   EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
   EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 4, 0}));
   EXPECT_EQ(api().order(dept, slow.order_no).string("status"), "allocated");
+}
+
+// While another allotd switches a merchant (it holds the merchant's switch lock in the
+// database), a switch here does nothing and answers 503.
+TEST_F(RouteSwitchTest, ASwitchRunningInAnotherProcessIsNotJoined) {
+  const auto dept = newDept();
+  const auto key = newRecord(dept, 10);
+  auto ledger = openLedger();
+  ASSERT_NE(ledger, nullptr);
+  auto other_process = ledger->pool().acquire();
+  ASSERT_TRUE(other_process.has_value());
+  const std::string lock_name = "allot.switch." + redis::sha1Hex(dept);
+  auto locked = (*other_process)->query("SELECT GET_LOCK(?, 0)", {std::string_view(lock_name)});
+  ASSERT_TRUE(locked.has_value() && locked->size() == 1);
+  ASSERT_EQ((*locked)[0].integer(0).value_or(0), 1);
+
+  auto refused = putRoute(dept, "mysql");
+  EXPECT_TRUE(isError(refused, 503, "unavailable")) << refused.describe();
+  auto route = getRoute(dept);
+  EXPECT_EQ(route.string("route"), "redis") << route.describe();
+  EXPECT_EQ(route.boolean("configured"), false) << route.describe();
+  EXPECT_EQ(route.boolean("switching"), false) << route.describe();
+  EXPECT_EQ(api().stock(key).string("route"), "redis");
+
+  ASSERT_TRUE(
+      (*other_process)->query("SELECT RELEASE_LOCK(?)", {std::string_view(lock_name)}).has_value());
+  auto moved = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(moved)) << moved.describe();
+  EXPECT_TRUE(hasQuantities(api().stock(key), Quantities{10, 0, 0}));
+  EXPECT_EQ(api().stock(key).string("route"), "mysql");
 }
 
 TEST_F(RouteSwitchTest, SwitchingBackAndForthUnderLoadLosesAndDoublesNothing) {

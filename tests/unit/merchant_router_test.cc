@@ -70,6 +70,11 @@ class MemoryRouteTable final : public RouteTable {
     routes_[dept_no] = route;
     return {};
   }
+  Result<void> forgetRoute(const std::string& dept_no) override {
+    std::lock_guard lock(mutex_);
+    routes_.erase(dept_no);
+    return {};
+  }
   int reads() {
     std::lock_guard lock(mutex_);
     return reads_;
