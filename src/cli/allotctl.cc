@@ -6,6 +6,7 @@
 #include "cli/allotctl.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -214,6 +215,9 @@ std::variant<Invocation, int> parseCommandLine(int argc, const char* const* argv
     if (!call) {
       err << "error: usage: " << call.error().message << "\n";
       return kExitUsage;
+    }
+    if (app.get_option("--timeout-ms")->count() == 0) {
+      options.timeout_ms = std::max(options.timeout_ms, call->timeout_ms);
     }
     return Invocation{std::move(options), std::move(*endpoint), std::move(*call)};
   }

@@ -296,7 +296,9 @@ ApiCall routeGetCall(std::string_view dept_no) {
 ApiCall routeSetCall(std::string_view dept_no, std::string_view route) {
   json::object body;
   body["route"] = route;
-  return ApiCall{"PUT", merchantTarget(dept_no), json::serialize(body), true, AnswerShape::kFields};
+  ApiCall call{"PUT", merchantTarget(dept_no), json::serialize(body), true, AnswerShape::kFields};
+  call.timeout_ms = kRouteSetTimeoutMs;
+  return call;
 }
 
 ApiCall reconcileCall(const std::optional<std::string>& dept_no) {

@@ -55,7 +55,14 @@ struct ApiCall {
   std::string body;    // JSON text; empty for GET
   bool admin = false;  // authorised with the admin token instead of the API token
   AnswerShape shape = AnswerShape::kFields;
+  // The call's own default for --timeout-ms when it is longer than the global one (0: none).
+  std::int64_t timeout_ms = 0;
 };
+
+// A route switch drains the merchant's write-back and waits for its compensation (each up
+// to 30 s), then drains again after the eviction (up to 30 s more): `route set` waits this
+// long for its answer unless --timeout-ms says otherwise.
+inline constexpr std::int64_t kRouteSetTimeoutMs = 150'000;
 
 // An adjustment either adds a signed delta to on_hand or sets on_hand outright.
 struct StockChange {

@@ -291,6 +291,17 @@ TEST_F(CommandLineTest, ReadsGlobalOptionsFromFlagsAndEnvironment) {
   EXPECT_EQ(flags.invocation->options.token, "t");
   EXPECT_TRUE(flags.invocation->options.json);
   EXPECT_EQ(flags.invocation->options.timeout_ms, 250);
+
+  // A route switch may take a minute: its own default is longer, unless the flag is given.
+  const Parsed route_set = parse({"route", "set", "D", "mysql"});
+  ASSERT_TRUE(route_set.invocation.has_value()) << route_set.err;
+  EXPECT_EQ(route_set.invocation->options.timeout_ms, kRouteSetTimeoutMs);
+  const Parsed route_set_flag = parse({"route", "set", "D", "mysql", "--timeout-ms", "250"});
+  ASSERT_TRUE(route_set_flag.invocation.has_value()) << route_set_flag.err;
+  EXPECT_EQ(route_set_flag.invocation->options.timeout_ms, 250);
+  const Parsed route_get = parse({"route", "get", "D"});
+  ASSERT_TRUE(route_get.invocation.has_value()) << route_get.err;
+  EXPECT_EQ(route_get.invocation->options.timeout_ms, kDefaultTimeoutMs);
 }
 
 TEST_F(CommandLineTest, UsageErrorsExitWithTwoAndSendNothing) {
