@@ -129,44 +129,79 @@ RouteSwitch::RouteSwitch(redis::RedisStockStore& store, mysql::Pool& pool, Route
       run_compensation_(std::move(run_compensation)),
       options_(options) {}
 
-Result<void> RouteSwitch::move(const std::string& dept_no, Route from, Route to) {
-  // One switch of a merchant at a time across every allotd: a named lock of the database,
-  // held by one connection for the whole switch (and dropped with it if the process dies).
-  ALLOT_TRY(lock, pool_.acquire());
-  const std::string lock_name = "allot.switch." + redis::sha1Hex(dept_no);  // <= 64 characters
-  ALLOT_TRY(locked, lock->query("SELECT GET_LOCK(?, 0)", {std::string_view(lock_name)}));
-  if (locked.empty() || locked[0].isNull(0) || locked[0].integer(0).value_or(0) != 1) {
-    return fail(ErrorCode::kUnavailable, "a switch of merchant " + dept_no +
-                                             " is running in another allotd; nothing was done");
-  }
-  auto moved = moveLocked(dept_no, from, to);
-  if (auto released = lock->query("SELECT RELEASE_LOCK(?)", {std::string_view(lock_name)});
-      !released) {
-    spdlog::warn("route switch of {}: RELEASE_LOCK failed: {}", dept_no, released.error().message);
-  }
-  return moved;
+std::string routeSwitchLockName(std::string_view database, std::string_view dept_no) {
+  // Lock names are the server's, not the database's; at most 64 characters.
+  return "allot.switch." + redis::sha1Hex(std::string(database) + "\n" + std::string(dept_no));
 }
 
-Result<void> RouteSwitch::moveLocked(const std::string& dept_no, Route from, Route to) {
-  // The route as it stands now that no other switch can run: one finished elsewhere since
-  // the caller read it makes `from` wrong, and nothing may be done on it.
+// One switch of a merchant at a time across every allotd: a named lock on a connection of its
+// own, so that closing it (also by the process dying) releases the lock, and no pooled
+// connection can carry it off to other work.
+class RouteSwitch::SwitchLock {
+ public:
+  static Result<SwitchLock> take(const mysql::MysqlOptions& options, const std::string& dept_no) {
+    SwitchLock lock;
+    lock.name_ = routeSwitchLockName(options.database, dept_no);
+    ALLOT_TRY(connection, mysql::Connection::open(options));
+    lock.connection_ = std::move(connection);
+    ALLOT_TRY(locked,
+              lock.connection_->query("SELECT GET_LOCK(?, 0)", {std::string_view(lock.name_)}));
+    if (locked.empty() || locked[0].isNull(0) || locked[0].integer(0).value_or(0) != 1) {
+      return fail(ErrorCode::kUnavailable, "a switch of merchant " + dept_no +
+                                               " is running in another allotd; nothing was done");
+    }
+    return lock;
+  }
+
+  // Fails when the lock's connection was lost: the server freed the lock, and another switch
+  // of the merchant may have begun.
+  [[nodiscard]] Result<void> check() const {
+    ALLOT_TRY(held, connection_->query("SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
+                                       {std::string_view(name_)}));
+    if (held.empty() || held[0].isNull(0) || held[0].integer(0).value_or(0) != 1) {
+      return fail(ErrorCode::kUnavailable, "the switch lost its lock in the database");
+    }
+    return {};
+  }
+
+ private:
+  SwitchLock() = default;
+  std::unique_ptr<mysql::Connection> connection_;  // closed with the lock: that releases it
+  std::string name_;
+};
+
+Result<void> RouteSwitch::move(const std::string& dept_no, Route from, Route to) {
+  ALLOT_TRY(lock, SwitchLock::take(pool_.options(), dept_no));
+  return moveLocked(dept_no, from, to, lock);
+}
+
+Result<void> RouteSwitch::moveLocked(const std::string& dept_no, Route from, Route to,
+                                     const SwitchLock& lock) {
+  // The route as it stands now that no other switch can run.
   ALLOT_TRY(before, table_.findRoute(dept_no));
+  const bool was_switching = before && before->switching;
+  if (before && !was_switching && before->route == to) return {};  // done elsewhere meanwhile
   if (before && before->route != from) {
     return fail(ErrorCode::kUnavailable, "the route of merchant " + dept_no + " changed to " +
                                              std::string(routeName(before->route)) +
                                              " meanwhile; nothing was done");
   }
+  // The route it takes by default, now recorded: nothing moves (the protocol would evict live
+  // counters and reload them from rows the write-back has not caught up with).
+  if (from == to && !was_switching) return table_.saveRoute(dept_no, StoredRoute{to, false});
   spdlog::info("route switch of {}: {} -> {}", dept_no, routeName(from), routeName(to));
   bool data_moved = false;
   auto moved = [&]() -> Result<void> {
     ALLOT_TRY_VOID(table_.saveRoute(dept_no, StoredRoute{from, /*switching=*/true}));
     std::this_thread::sleep_for(options_.settle);
     if (to == Route::kMysql) {
-      ALLOT_TRY_VOID(toMysql(dept_no, data_moved));
+      ALLOT_TRY_VOID(toMysql(dept_no, lock, data_moved));
     } else {
+      ALLOT_TRY_VOID(lock.check());
       data_moved = true;  // its first step evicts
       ALLOT_TRY_VOID(toRedis(dept_no));
     }
+    ALLOT_TRY_VOID(lock.check());
     return table_.saveRoute(dept_no, StoredRoute{to, /*switching=*/false});
   }();
   if (!moved) {
@@ -175,7 +210,7 @@ Result<void> RouteSwitch::moveLocked(const std::string& dept_no, Route from, Rou
     // (or no row), when it was settled. One that found the merchant switching (an earlier
     // switch failed half-way) leaves it so: its data may be half moved.
     const bool put_back =
-        !data_moved && (!before || !before->switching) &&
+        !data_moved && !was_switching &&
         (before ? table_.saveRoute(dept_no, StoredRoute{from, false}) : table_.forgetRoute(dept_no))
             .has_value();
     if (put_back) {
@@ -272,25 +307,40 @@ Result<void> RouteSwitch::drain(const std::set<std::string>& streams) {
                                            std::to_string(options_.drain_timeout.count()) + " ms");
 }
 
-Result<void> RouteSwitch::toMysql(const std::string& dept_no, bool& data_moved) {
-  // The streams the merchant's events can be in: its records' slots and its orders' slots
-  // (every order is in one of its buckets' slots: no SCAN of the keyspace).
+namespace {
+
+// The streams the merchant's events can be in: its orders' slots (every order is in one of
+// its buckets' slots: no SCAN of the keyspace); its records' are added as they are listed.
+std::set<std::string> orderStreams(const std::string& dept_no) {
   std::set<std::string> streams;
-  ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
-    streams.insert(redis::keys::outboxFor(redis::keys::usable(record.key)));
-    return {};
-  }));
   for (unsigned bucket = 0; bucket < redis::keys::kOrderBuckets; ++bucket) {
     streams.insert(redis::keys::outboxFor(redis::keys::orderBucketAt(dept_no, bucket)));
   }
+  return streams;
+}
+
+std::string recordStream(const RecordKey& key) {
+  return redis::keys::outboxFor(redis::keys::usable(key));
+}
+
+}  // namespace
+
+Result<void> RouteSwitch::toMysql(const std::string& dept_no, const SwitchLock& lock,
+                                  bool& data_moved) {
+  std::set<std::string> streams = orderStreams(dept_no);
+  ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
+    streams.insert(recordStream(record.key));
+    return {};
+  }));
   ALLOT_TRY_VOID(releaseWhatNeedsRedis(dept_no, streams));
+  ALLOT_TRY_VOID(lock.check());
   data_moved = true;
   std::vector<RecordRow> evicted;
   ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
     ALLOT_TRY(counters, store_.evictRecord(record.key));
     metrics_.records_evicted.fetch_add(1);
     // A record created since the streams were listed has its stream too.
-    streams.insert(redis::keys::outboxFor(redis::keys::usable(record.key)));
+    streams.insert(recordStream(record.key));
     if (counters) evicted.push_back(RecordRow{record.key, *counters});
     return {};
   }));
@@ -354,10 +404,16 @@ Result<void> RouteSwitch::settle(const RecordKey& key, const Quantities& from_re
 
 Result<void> RouteSwitch::toRedis(const std::string& dept_no) {
   // A copy left in Redis from before the merchant's stay on the MySQL path is stale.
+  std::set<std::string> streams = orderStreams(dept_no);
   ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
     ALLOT_TRY_VOID(store_.evictRecord(record.key));
+    streams.insert(recordStream(record.key));
     return {};
   }));
+  // Rerun after a switch to MySQL that failed half-way, the rows may still lack events
+  // appended before its eviction (or, put off without being put back, before this one): the
+  // rows and orders are read once they are in. (Coming from the MySQL path, nothing waits.)
+  ALLOT_TRY_VOID(drain(streams));
   ALLOT_TRY_VOID(loadOrders(dept_no));
   return forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
     ALLOT_TRY_VOID(store_.reloadRecord(record.key, record.quantities));

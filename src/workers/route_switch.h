@@ -18,11 +18,14 @@
 //   6. save the route mysql, no longer switching.
 // mysql -> redis:
 //   1. mark the route switching and wait `settle` (the MySQL path stops for the merchant);
-//   2. evict whatever Redis still holds of the merchant's records (a stale copy);
+//   2. evict whatever Redis still holds of the merchant's records (a stale copy), and drain
+//      the write-back of the merchant's streams (a rerun after a switch to MySQL that failed
+//      half-way may find events there that its rows still lack);
 //   3. load the merchant's orders (live ones, and ended ones within the retention) with their
 //      lines' anti-duplicate keys, tombstones and deduction records, as the database has them;
 //   4. load every record from its row, lifting the fence;
 //   5. save the route redis, no longer switching.
+// A move from a route to itself (the merchant takes it by default) only records the route.
 // One switch of a merchant runs at a time across every allotd (a named lock of the database).
 // Every step can run again: a switch that fails once data has moved leaves the merchant
 // switching (refused by every allotd) until a PUT of either route runs the protocol again
@@ -35,6 +38,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "core/result.h"
 #include "domain/merchant_router.h"
@@ -69,6 +73,9 @@ struct RouteSwitchMetrics {
 // How long a switch to MySQL waits for the merchant's compensation tasks before it is put off.
 inline constexpr std::chrono::milliseconds kCompensationWait{3'000};
 
+// The name of the database lock a switch of the merchant holds (GET_LOCK).
+[[nodiscard]] std::string routeSwitchLockName(std::string_view database, std::string_view dept_no);
+
 class RouteSwitch {
  public:
   // run_compensation applies the merchant's due compensation tasks once (the compensation
@@ -78,18 +85,22 @@ class RouteSwitch {
               WriteBack& write_back, RunCompensation run_compensation,
               RouteSwitchOptions options = {});
 
-  // Refused (503, nothing done) while another allotd switches the same merchant.
+  // Refused (503, nothing done) while another allotd switches the same merchant. A move to
+  // the route the merchant already takes (by default) only records it.
   [[nodiscard]] Result<void> move(const std::string& dept_no, Route from, Route to);
   [[nodiscard]] const RouteSwitchMetrics& metrics() const { return metrics_; }
 
  private:
-  [[nodiscard]] Result<void> moveLocked(const std::string& dept_no, Route from, Route to);
+  class SwitchLock;
+  [[nodiscard]] Result<void> moveLocked(const std::string& dept_no, Route from, Route to,
+                                        const SwitchLock& lock);
   struct PendingTasks {
     std::int64_t count = 0;
     std::string oldest;  // "order <order_no>: <its last error>"
   };
   // data_moved is set once the first record is about to be evicted.
-  [[nodiscard]] Result<void> toMysql(const std::string& dept_no, bool& data_moved);
+  [[nodiscard]] Result<void> toMysql(const std::string& dept_no, const SwitchLock& lock,
+                                     bool& data_moved);
   [[nodiscard]] Result<void> releaseWhatNeedsRedis(const std::string& dept_no,
                                                    const std::set<std::string>& streams);
   [[nodiscard]] Result<std::int64_t> pendingOrderRows(const std::string& dept_no);
