@@ -142,8 +142,16 @@ class RouteSwitch::SwitchLock {
   static Result<SwitchLock> take(const mysql::MysqlOptions& options, const std::string& dept_no) {
     SwitchLock lock;
     lock.name_ = routeSwitchLockName(options.database, dept_no);
-    ALLOT_TRY(connection, mysql::Connection::open(options));
-    lock.connection_ = std::move(connection);
+    auto connection = mysql::Connection::open(options);
+    if (!connection) {
+      return fail(ErrorCode::kUnavailable, "cannot open the connection for the switch lock: " +
+                                               connection.error().message + "; nothing was done");
+    }
+    lock.connection_ = std::move(*connection);
+    // Idle while the switch works, for a minute or two: a short server wait_timeout must not
+    // end the session, and the lock with it.
+    ALLOT_TRY_VOID(lock.connection_->execute(
+        "SET SESSION wait_timeout = GREATEST(@@session.wait_timeout, 3600)"));
     ALLOT_TRY(locked,
               lock.connection_->query("SELECT GET_LOCK(?, 0)", {std::string_view(lock.name_)}));
     if (locked.empty() || locked[0].isNull(0) || locked[0].integer(0).value_or(0) != 1) {
@@ -151,6 +159,21 @@ class RouteSwitch::SwitchLock {
                                                " is running in another allotd; nothing was done");
     }
     return lock;
+  }
+
+  SwitchLock(SwitchLock&&) = default;
+  SwitchLock& operator=(SwitchLock&&) = default;
+  SwitchLock(const SwitchLock&) = delete;
+  SwitchLock& operator=(const SwitchLock&) = delete;
+  // Released before the connection closes: closing alone frees it a moment later, and a PUT
+  // from another allotd right after this one's answer would find it still taken.
+  ~SwitchLock() {
+    if (connection_ == nullptr) return;
+    if (auto released = connection_->query("SELECT RELEASE_LOCK(?)", {std::string_view(name_)});
+        !released) {
+      spdlog::warn("route switch: RELEASE_LOCK failed ({}); closing its connection frees it",
+                   released.error().message);
+    }
   }
 
   // Fails when the lock's connection was lost: the server freed the lock, and another switch
@@ -199,7 +222,7 @@ Result<void> RouteSwitch::moveLocked(const std::string& dept_no, Route from, Rou
     } else {
       ALLOT_TRY_VOID(lock.check());
       data_moved = true;  // its first step evicts
-      ALLOT_TRY_VOID(toRedis(dept_no));
+      ALLOT_TRY_VOID(toRedis(dept_no, /*rerun=*/was_switching));
     }
     ALLOT_TRY_VOID(lock.check());
     return table_.saveRoute(dept_no, StoredRoute{to, /*switching=*/false});
@@ -402,7 +425,7 @@ Result<void> RouteSwitch::settle(const RecordKey& key, const Quantities& from_re
   return db.commit();
 }
 
-Result<void> RouteSwitch::toRedis(const std::string& dept_no) {
+Result<void> RouteSwitch::toRedis(const std::string& dept_no, bool rerun) {
   // A copy left in Redis from before the merchant's stay on the MySQL path is stale.
   std::set<std::string> streams = orderStreams(dept_no);
   ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
@@ -412,8 +435,11 @@ Result<void> RouteSwitch::toRedis(const std::string& dept_no) {
   }));
   // Rerun after a switch to MySQL that failed half-way, the rows may still lack events
   // appended before its eviction (or, put off without being put back, before this one): the
-  // rows and orders are read once they are in. (Coming from the MySQL path, nothing waits.)
-  ALLOT_TRY_VOID(drain(streams));
+  // rows and orders are read once they are in. Coming from the MySQL path, whose calls write
+  // no events, there is nothing to wait for.
+  if (rerun) {
+    ALLOT_TRY_VOID(drain(streams));
+  }
   ALLOT_TRY_VOID(loadOrders(dept_no));
   return forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
     ALLOT_TRY_VOID(store_.reloadRecord(record.key, record.quantities));

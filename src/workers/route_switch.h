@@ -18,14 +18,15 @@
 //   6. save the route mysql, no longer switching.
 // mysql -> redis:
 //   1. mark the route switching and wait `settle` (the MySQL path stops for the merchant);
-//   2. evict whatever Redis still holds of the merchant's records (a stale copy), and drain
-//      the write-back of the merchant's streams (a rerun after a switch to MySQL that failed
-//      half-way may find events there that its rows still lack);
+//   2. evict whatever Redis still holds of the merchant's records (a stale copy), and, when
+//      the merchant was found switching (a rerun after a switch to MySQL that failed
+//      half-way), drain the write-back of its streams, which may hold events its rows lack;
 //   3. load the merchant's orders (live ones, and ended ones within the retention) with their
 //      lines' anti-duplicate keys, tombstones and deduction records, as the database has them;
 //   4. load every record from its row, lifting the fence;
 //   5. save the route redis, no longer switching.
-// A move from a route to itself (the merchant takes it by default) only records the route.
+// A move from a route to itself only records the route when the merchant is settled (it
+// takes that route by default); found switching, it reruns the protocol to that route.
 // One switch of a merchant runs at a time across every allotd (a named lock of the database).
 // Every step can run again: a switch that fails once data has moved leaves the merchant
 // switching (refused by every allotd) until a PUT of either route runs the protocol again
@@ -106,7 +107,8 @@ class RouteSwitch {
   [[nodiscard]] Result<std::int64_t> pendingOrderRows(const std::string& dept_no);
   [[nodiscard]] Result<void> drain(const std::set<std::string>& streams);
   [[nodiscard]] Result<void> warnOfOrdersLeftPending(const std::string& dept_no);
-  [[nodiscard]] Result<void> toRedis(const std::string& dept_no);
+  // rerun: the merchant was found switching (an earlier switch failed half-way).
+  [[nodiscard]] Result<void> toRedis(const std::string& dept_no, bool rerun);
   [[nodiscard]] Result<void> settle(const RecordKey& key, const Quantities& from_redis);
   [[nodiscard]] Result<void> loadOrders(const std::string& dept_no);
   [[nodiscard]] Result<PendingTasks> pendingCompensations(const std::string& dept_no);

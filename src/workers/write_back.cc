@@ -188,6 +188,7 @@ bool WriteBack::drainAppendedBefore(const std::set<std::string>& streams,
   // to its target before the next, so a long backlog does not cost a round of every stream
   // per batch.
   for (const auto& [stream, target] : targets) {
+    bool asked_again = false;
     while (true) {
       if (std::chrono::steady_clock::now() >= deadline) return false;
       bool idle = false;
@@ -202,9 +203,12 @@ bool WriteBack::drainAppendedBefore(const std::set<std::string>& streams,
           idle = true;  // counted and logged by the round
         } else if (drained.events_read == 0) {
           // Nothing left to read, yet the position known here is behind: another write-back
-          // process applied and trimmed the rest. Ask the database again.
+          // process applied and trimmed the rest. Ask the database again, at once the first
+          // time (a process that does not write back itself, role api, finds most positions
+          // moved on), then after a tick.
           positions_.erase(stream);
-          idle = true;
+          idle = asked_again;
+          asked_again = true;
         }
       }
       if (idle) {

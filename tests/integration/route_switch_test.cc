@@ -412,7 +412,8 @@ TEST_F(RouteSwitchTest, APutOfTheDefaultRouteRecordsItAndMovesNothing) {
   ASSERT_TRUE(isOk(api().preallocate(dept, uniqueName("o"), {{key, 3}})));
   const auto evicted = api().metric("allot_route_switch_records_evicted_total");
   const auto loaded = api().metric("allot_route_switch_records_loaded_total");
-  ASSERT_TRUE(evicted.has_value() && loaded.has_value());
+  const auto switches = api().metric("allot_route_switches_total");
+  ASSERT_TRUE(evicted.has_value() && loaded.has_value() && switches.has_value());
 
   auto recorded = putRoute(dept, "redis");
   ASSERT_TRUE(isOk(recorded)) << recorded.describe();
@@ -421,6 +422,7 @@ TEST_F(RouteSwitchTest, APutOfTheDefaultRouteRecordsItAndMovesNothing) {
   EXPECT_EQ(recorded.boolean("switching"), false);
   EXPECT_EQ(api().metric("allot_route_switch_records_evicted_total"), evicted);
   EXPECT_EQ(api().metric("allot_route_switch_records_loaded_total"), loaded);
+  EXPECT_EQ(api().metric("allot_route_switches_total"), switches);
   EXPECT_TRUE(hasQuantities(api().stock(key), Quantities{10, 3, 0}));
 }
 
