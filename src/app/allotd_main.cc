@@ -129,7 +129,8 @@ std::string routeSwitchMetricsText(const allot::workers::RouteSwitchMetrics& met
                              metrics.pending_orders_undone.load());
   allot::http::appendCounter(out, "allot_route_switch_orders_left_pending_total",
                              "Orders left held with no answer by switches to MySQL (a call "
-                             "still running during the switch); for an operator.",
+                             "still running during the switch); the pending-order scan "
+                             "releases them in the database.",
                              metrics.orders_left_pending.load());
   return out;
 }

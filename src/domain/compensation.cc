@@ -75,7 +75,15 @@ Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int6
       case ClaimOutcome::Kind::kConflict:
       case ClaimOutcome::Kind::kRolledBack: return {};  // committed or ended meanwhile
     }
-    ALLOT_TRY_VOID(hot_.release(key, order.order_no, ReleaseKind::kUndo));
+    auto released = hot_.release(key, order.order_no, ReleaseKind::kUndo);
+    if (!released) {
+      // The merchant moved to the MySQL path with the order's lines held (its call still ran
+      // during the switch): with the claim ours, they are released in the database, where
+      // they are now, all at once.
+      ALLOT_TRY(in_database, queue_.releaseUnansweredInDatabase(order));
+      if (!in_database) return std::unexpected(released.error());
+      break;
+    }
   }
   ALLOT_TRY_VOID(hot_.abortOrder(order, token));
   return {};

@@ -266,6 +266,12 @@ class CompensationQueue {
   // takes over; nothing retries it).
   [[nodiscard]] virtual Result<void> retryLater(std::int64_t id, const std::string& reason,
                                                 std::int64_t retry_after_ms, bool give_up) = 0;
+  // Releases, in the database, the lines an order without an answer still holds there, once
+  // its merchant is settled on the MySQL path (its records are out of Redis, so only the
+  // database holds them); false, changing nothing, when the merchant is not settled there or
+  // the order has an answer. The caller owns the order's claim in Redis, so no call of the
+  // order can answer meanwhile.
+  [[nodiscard]] virtual Result<bool> releaseUnansweredInDatabase(const OrderRef& order) = 0;
 };
 
 class Clock {

@@ -1,5 +1,6 @@
 #include "mysql/compensation_queue.h"
 
+#include <array>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +75,59 @@ Result<void> MysqlCompensationQueue::retryLater(std::int64_t id, const std::stri
       {std::string_view(clipped), std::string_view(give_up ? "failed" : "pending"), retry_after_ms,
        id}));
   return {};
+}
+
+Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef& order) {
+  return pool_.withTransaction([&](Connection& connection) -> Result<bool> {
+    const std::array<Param, 2> ref{Param{std::string_view(order.dept_no)},
+                                   Param{std::string_view(order.order_no)}};
+    // Shared: a switch of the merchant (which writes its row) waits until this is done.
+    ALLOT_TRY(route, connection.query("SELECT route, switching FROM merchant_routes WHERE "
+                                      "dept_no = ? LOCK IN SHARE MODE",
+                                      {std::string_view(order.dept_no)}));
+    if (route.empty() || route[0].text(0) != "mysql" || route[0].integer(1).value_or(1) != 0) {
+      return false;
+    }
+    ALLOT_TRY(answered,
+              connection.query("SELECT 1 FROM orders WHERE dept_no = ? AND order_no = ? FOR UPDATE",
+                               ref));
+    if (!answered.empty()) return false;
+    // In the stock table's key order, as every other writer locks stock rows.
+    ALLOT_TRY(held, connection.query(
+                        "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, "
+                        "allocated, shortage FROM order_lines WHERE dept_no = ? AND order_no = ? "
+                        "AND state = 'held' ORDER BY goods_no, warehouse_no, stock_status, "
+                        "stock_type, goods_level FOR UPDATE",
+                        ref));
+    for (const auto& line : held) {
+      const RecordKey key{order.dept_no,
+                          std::string(line.text(0)),
+                          std::string(line.text(1)),
+                          std::string(line.text(2)),
+                          std::string(line.text(3)),
+                          std::string(line.text(4))};
+      ALLOT_TRY(allocated, line.integer(5));
+      ALLOT_TRY(shortage, line.integer(6));
+      ALLOT_TRY(changed, connection.execute(
+                             "UPDATE stock SET preallocated = preallocated - ?, shortage = "
+                             "shortage - ? WHERE dept_no = ? AND goods_no = ? AND "
+                             "warehouse_no = ? AND stock_status = ? AND stock_type = ? AND "
+                             "goods_level = ?",
+                             {allocated, shortage, std::string_view(key.dept_no),
+                              std::string_view(key.goods_no), std::string_view(key.warehouse_no),
+                              std::string_view(key.stock_status), std::string_view(key.stock_type),
+                              std::string_view(key.goods_level)}));
+      if (changed != 1) {
+        return fail(ErrorCode::kInternal, "stock row of " + key.index() + " is missing");
+      }
+    }
+    // As an undo in Redis leaves it: the order is unknown again.
+    ALLOT_TRY_VOID(connection.execute(
+        "DELETE FROM order_lines WHERE dept_no = ? AND order_no = ? AND state = 'held'", ref));
+    ALLOT_TRY_VOID(
+        connection.execute("DELETE FROM pending_orders WHERE dept_no = ? AND order_no = ?", ref));
+    return true;
+  });
 }
 
 }  // namespace allot::mysql

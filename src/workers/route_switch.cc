@@ -374,7 +374,8 @@ Result<void> RouteSwitch::toMysql(const std::string& dept_no, const SwitchLock& 
 
 // A hold of a straggler (a call of another allotd still running past the settle wait) made
 // between the undo of pending orders and the eviction is left held in the database with no
-// answer; no path releases it. Such orders are named for an operator, not hidden.
+// answer, its row in pending_orders kept: the scan's undo releases it there later
+// (CompensationQueue::releaseUnansweredInDatabase). Such orders are named, not hidden.
 Result<void> RouteSwitch::warnOfOrdersLeftPending(const std::string& dept_no) {
   ALLOT_TRY(lease, pool_.acquire());
   ALLOT_TRY(rows, lease->query(kOrdersLeftPendingSql, {std::string_view(dept_no)}));
@@ -384,7 +385,8 @@ Result<void> RouteSwitch::warnOfOrdersLeftPending(const std::string& dept_no) {
   metrics_.orders_left_pending.fetch_add(rows.size());
   spdlog::error(
       "route switch of {} to mysql: orders with lines held and no answer were left behind by a "
-      "call still running during the switch: {} (at most 10 named); their lines stay held",
+      "call still running during the switch: {} (at most 10 named); the pending-order scan "
+      "releases them in the database once their claims' leases have passed",
       dept_no, names);
   return {};
 }

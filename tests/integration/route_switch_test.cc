@@ -311,6 +311,70 @@ TEST_F(RouteSwitchTest, AnOrderLeftPendingByADeadCallIsUndoneBeforeTheMerchantMo
   EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
 }
 
+// A straggler (a call of another allotd still running during the switch) can hold a line
+// after the switch undid the pending orders and before it evicted the records: the order is
+// then left in the database with a line held and no answer, its claim pending in Redis. Its
+// undo task (the pending-order scan makes one; here it is recorded directly) takes the claim
+// over once its lease has passed and, the records being out of Redis, releases the lines in
+// the database, where they are: the order is unknown again and its stock free.
+TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo) {
+  const auto dept = newDept();
+  const auto a = newRecord(dept, 10);
+  const auto b = newRecord(dept, 10);
+  auto moved = putRoute(dept, "mysql");
+  ASSERT_TRUE(isOk(moved)) << moved.describe();
+  // What the straggler left: its claim in Redis (its call long dead), and its two holds as
+  // the write-back applied them.
+  const OrderRef straggler{dept, uniqueName("straggler")};
+  ASSERT_TRUE(claimAsASlowCall(straggler, {{a, 2}, {b, 3}}));
+  ASSERT_TRUE(redis_
+                  ->command(redis::keys::order(straggler),
+                            {"HSET", redis::keys::order(straggler), "ts", "0"})
+                  .has_value());
+  auto ledger = openLedger();
+  ASSERT_NE(ledger, nullptr);
+  {
+    auto lease = ledger->pool().acquire();
+    ASSERT_TRUE(lease.has_value());
+    for (const auto& [key, qty] : std::vector<std::pair<RecordKey, std::int64_t>>{{a, 2}, {b, 3}}) {
+      ASSERT_TRUE(
+          (*lease)
+              ->execute("INSERT INTO order_lines (dept_no, goods_no, warehouse_no, "
+                        "stock_status, stock_type, goods_level, order_no, line_no, qty, "
+                        "allocated, shortage, state) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, "
+                        "0, 'held')",
+                        {std::string_view(key.dept_no), std::string_view(key.goods_no),
+                         std::string_view(key.warehouse_no), std::string_view(key.stock_status),
+                         std::string_view(key.stock_type), std::string_view(key.goods_level),
+                         std::string_view(straggler.order_no), qty, qty})
+              .has_value());
+      ASSERT_TRUE(
+          (*lease)
+              ->execute("UPDATE stock SET preallocated = preallocated + ? WHERE dept_no = "
+                        "? AND goods_no = ?",
+                        {qty, std::string_view(key.dept_no), std::string_view(key.goods_no)})
+              .has_value());
+    }
+  }
+  ASSERT_TRUE(hasQuantities(api().stock(b), Quantities{10, 3, 0}));
+  ASSERT_TRUE(
+      ledger->recordCompensation({"release_undo", a, straggler.order_no, "a straggler's hold"})
+          .has_value());
+
+  EXPECT_TRUE(waitFor([&] {
+    return hasQuantities(api().stock(a), Quantities{10, 0, 0});
+  })) << api().stock(a).describe();
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+  EXPECT_TRUE(isError(api().order(dept, straggler.order_no), 404, "not_found"));
+  auto claim = store_->readOrder(straggler);
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_FALSE(claim->has_value()) << "the claim stayed in Redis";
+  auto retried = api().preallocate(dept, straggler.order_no, {{a, 2}, {b, 3}});
+  ASSERT_TRUE(isOk(retried)) << retried.describe();
+  EXPECT_EQ(retried.boolean("replayed"), false);
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 3, 0}));
+}
+
 // An order whose claim is still within its lease may belong to a live call (of another
 // allotd): nothing can be moved under it, so the switch is put off before any data moves and
 // the merchant is put back as it was, served on Redis, unless it was already switching (an
