@@ -5,6 +5,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mysql/record_params.h"
+
 namespace allot::mysql {
 
 namespace {
@@ -100,12 +102,7 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef&
                         "stock_type, goods_level FOR UPDATE",
                         ref));
     for (const auto& line : held) {
-      const RecordKey key{order.dept_no,
-                          std::string(line.text(0)),
-                          std::string(line.text(1)),
-                          std::string(line.text(2)),
-                          std::string(line.text(3)),
-                          std::string(line.text(4))};
+      const RecordKey key = recordKeyOf(order.dept_no, line, 0);
       ALLOT_TRY(allocated, line.integer(5));
       ALLOT_TRY(shortage, line.integer(6));
       ALLOT_TRY(changed, connection.execute(

@@ -51,12 +51,7 @@ struct AdjustmentRow {
 
 Result<AdjustmentRow> decodeAdjustment(const std::string& dept_no, const Row& row) {
   AdjustmentRow out;
-  out.key = RecordKey{dept_no,
-                      std::string(row.text(0)),
-                      std::string(row.text(1)),
-                      std::string(row.text(2)),
-                      std::string(row.text(3)),
-                      std::string(row.text(4))};
+  out.key = recordKeyOf(dept_no, row, 0);
   if (!row.isNull(5)) out.digest = std::string(row.text(5));
   out.state = std::string(row.text(6));
   if (out.state == "complete") {

@@ -16,6 +16,7 @@
 
 #include "core/assert.h"
 #include "core/limits.h"
+#include "mysql/record_params.h"
 
 namespace allot::mysql {
 namespace {
@@ -172,12 +173,7 @@ Result<std::vector<LineOutcome>> decodeLineRows(const std::string& dept_no, cons
   lines.reserve(rows.size());
   for (const Row& row : rows) {
     LineOutcome line;
-    line.key = RecordKey{dept_no,
-                         std::string(row.text(0)),
-                         std::string(row.text(1)),
-                         std::string(row.text(2)),
-                         std::string(row.text(3)),
-                         std::string(row.text(4))};
+    line.key = recordKeyOf(dept_no, row, 0);
     ALLOT_TRY(qty, row.integer(5));
     ALLOT_TRY(allocated, row.integer(6));
     ALLOT_TRY(shortage, row.integer(7));

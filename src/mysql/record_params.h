@@ -4,6 +4,8 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "domain/record_key.h"
@@ -20,6 +22,18 @@ template <typename... Extra>
                                                  Param{std::string_view(key.stock_type)},
                                                  Param{std::string_view(key.goods_level)},
                                                  Param{extra}...};
+}
+
+// The record of a merchant's row whose columns from `first` on are goods_no, warehouse_no,
+// stock_status, stock_type and goods_level.
+[[nodiscard]] inline RecordKey recordKeyOf(const std::string& dept_no, const Row& row,
+                                           std::size_t first) {
+  return RecordKey{dept_no,
+                   std::string(row.text(first)),
+                   std::string(row.text(first + 1)),
+                   std::string(row.text(first + 2)),
+                   std::string(row.text(first + 3)),
+                   std::string(row.text(first + 4))};
 }
 
 }  // namespace allot::mysql

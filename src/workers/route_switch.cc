@@ -84,10 +84,7 @@ Result<void> forEachRecord(mysql::Pool& pool, const std::string& dept_no, Each e
       ALLOT_TRY(lease, pool.acquire());
       ALLOT_TRY(rows, lease->query(kStockPageSql, mysql::keyParams(after)));
       for (const auto& row : rows) {
-        RecordRow record{
-            RecordKey{dept_no, std::string(row.text(0)), std::string(row.text(1)),
-                      std::string(row.text(2)), std::string(row.text(3)), std::string(row.text(4))},
-            {}};
+        RecordRow record{mysql::recordKeyOf(dept_no, row, 0), {}};
         ALLOT_TRY(on_hand, row.integer(5));
         ALLOT_TRY(preallocated, row.integer(6));
         ALLOT_TRY(shortage, row.integer(7));
@@ -486,12 +483,7 @@ Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {
         auto found = index.find(std::string(row.text(0)));
         if (found == index.end()) continue;  // an order outside this page's filter
         Order& order = page[found->second];
-        const RecordKey key{dept_no,
-                            std::string(row.text(1)),
-                            std::string(row.text(2)),
-                            std::string(row.text(3)),
-                            std::string(row.text(4)),
-                            std::string(row.text(5))};
+        const RecordKey key = mysql::recordKeyOf(dept_no, row, 1);
         ALLOT_TRY(qty, row.integer(6));
         ALLOT_TRY(allocated, row.integer(7));
         ALLOT_TRY(shortage, row.integer(8));
