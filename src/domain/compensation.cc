@@ -64,6 +64,7 @@ Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int6
   }
   // Every line of the dead claim (this task's and any other) is released, the claim renewed
   // before each, so one that a retry took over meanwhile is left to it; then it is forgotten.
+  bool released_in_redis = false;
   for (const auto& key : keys) {
     ALLOT_TRY(claim, hot_.claimOrder(order, stored->lines_blob, digest, token, clock_.nowMs()));
     switch (claim.kind) {
@@ -76,14 +77,19 @@ Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int6
       case ClaimOutcome::Kind::kRolledBack: return {};  // committed or ended meanwhile
     }
     auto released = hot_.release(key, order.order_no, ReleaseKind::kUndo);
-    if (!released) {
-      // The merchant moved to the MySQL path with the order's lines held (its call still ran
-      // during the switch): with the claim ours, they are released in the database, where
-      // they are now, all at once.
-      ALLOT_TRY(in_database, queue_.releaseUnansweredInDatabase(order));
-      if (!in_database) return std::unexpected(released.error());
-      break;
+    if (released) {
+      released_in_redis = true;
+      continue;
     }
+    // The merchant moved to the MySQL path with the order's lines held (its call still ran
+    // during the switch): its records are out of Redis, and, with the claim ours, the lines
+    // are released in the database, where they are now, all at once. Not after a line was
+    // released here (its event may not be applied yet), nor when Redis did not answer.
+    ALLOT_TRY(loaded, hot_.readRecord(key));
+    if (loaded || released_in_redis) return std::unexpected(released.error());
+    ALLOT_TRY(in_database, queue_.releaseUnansweredInDatabase(order));
+    if (!in_database) return std::unexpected(released.error());
+    break;
   }
   ALLOT_TRY_VOID(hot_.abortOrder(order, token));
   return {};

@@ -269,8 +269,9 @@ class CompensationQueue {
   // Releases, in the database, the lines an order without an answer still holds there, once
   // its merchant is settled on the MySQL path (its records are out of Redis, so only the
   // database holds them); false, changing nothing, when the merchant is not settled there or
-  // the order has an answer. The caller owns the order's claim in Redis, so no call of the
-  // order can answer meanwhile.
+  // the order has an answer (a tombstone is none). The caller owns the order's claim in Redis,
+  // so no call of the order on the Redis path can answer; one on the MySQL path waits for the
+  // orders row this locks (or inserts for the while, and deletes).
   [[nodiscard]] virtual Result<bool> releaseUnansweredInDatabase(const OrderRef& order) = 0;
 };
 

@@ -90,21 +90,37 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef&
     if (route.empty() || route[0].text(0) != "mysql" || route[0].integer(1).value_or(1) != 0) {
       return false;
     }
-    ALLOT_TRY(answered,
-              connection.query("SELECT 1 FROM orders WHERE dept_no = ? AND order_no = ? FOR UPDATE",
-                               ref));
-    if (!answered.empty()) return false;
-    // In the stock table's key order, as every other writer locks stock rows.
+    // The orders row is the MySQL path's lock of an order (a locking read of a missing row
+    // takes none under READ COMMITTED): a placeholder row, deleted again below, holds off a
+    // call of the same order until this commits.
+    ALLOT_TRY(inserted,
+              connection.execute("INSERT INTO orders (dept_no, order_no, status, lines_digest) "
+                                 "VALUES (?, ?, 'rolled_back', NULL) ON DUPLICATE KEY UPDATE "
+                                 "order_no = order_no",
+                                 ref));
+    const bool placeholder = inserted == 1;
+    if (!placeholder) {
+      // An answer is the order's own; a tombstone (a rollback the MySQL path took for an
+      // order it did not know) leaves its lines to this.
+      ALLOT_TRY(stored, connection.query("SELECT status, lines_digest FROM orders WHERE "
+                                         "dept_no = ? AND order_no = ? FOR UPDATE",
+                                         ref));
+      if (stored.empty() || stored[0].text(0) != "rolled_back" || !stored[0].isNull(1)) {
+        return false;
+      }
+    }
     ALLOT_TRY(held, connection.query(
                         "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, "
                         "allocated, shortage FROM order_lines WHERE dept_no = ? AND order_no = ? "
                         "AND state = 'held' ORDER BY goods_no, warehouse_no, stock_status, "
                         "stock_type, goods_level FOR UPDATE",
                         ref));
+    // Stock rows in key order, as every other writer locks them.
     for (const auto& line : held) {
       const RecordKey key = recordKeyOf(order.dept_no, line, 0);
       ALLOT_TRY(allocated, line.integer(5));
       ALLOT_TRY(shortage, line.integer(6));
+      if (allocated == 0 && shortage == 0) continue;  // nothing to give back
       ALLOT_TRY(changed, connection.execute(
                              "UPDATE stock SET preallocated = preallocated - ?, shortage = "
                              "shortage - ? WHERE dept_no = ? AND goods_no = ? AND "
@@ -118,9 +134,13 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef&
         return fail(ErrorCode::kInternal, "stock row of " + key.index() + " is missing");
       }
     }
-    // As an undo in Redis leaves it: the order is unknown again.
+    // As an undo in Redis leaves it: the order is unknown again (or stays a tombstone).
     ALLOT_TRY_VOID(connection.execute(
         "DELETE FROM order_lines WHERE dept_no = ? AND order_no = ? AND state = 'held'", ref));
+    if (placeholder) {
+      ALLOT_TRY_VOID(
+          connection.execute("DELETE FROM orders WHERE dept_no = ? AND order_no = ?", ref));
+    }
     ALLOT_TRY_VOID(
         connection.execute("DELETE FROM pending_orders WHERE dept_no = ? AND order_no = ?", ref));
     return true;

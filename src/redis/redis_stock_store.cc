@@ -370,7 +370,9 @@ Result<std::optional<Quantities>> RedisStockStore::evictRecord(const RecordKey& 
   const auto usable = keys::usable(key);
   ALLOT_TRY(reply, client_.evalScript(
                        scripts_->record_evict,
-                       {usable, keys::subtracted(key), keys::ullage(key), keys::fence(key)}, {}));
+                       {usable, keys::subtracted(key), keys::ullage(key), keys::fence(key),
+                        keys::holds(key)},
+                       {}));
   ALLOT_TRY(elements, arrayOf("record_evict", reply, 1));
   if (integerAt(*elements, 0) == 0) return std::optional<Quantities>();
   if (integerAt(*elements, 0) != 1 || elements->size() < 4) {

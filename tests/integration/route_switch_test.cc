@@ -316,24 +316,25 @@ TEST_F(RouteSwitchTest, AnOrderLeftPendingByADeadCallIsUndoneBeforeTheMerchantMo
 // then left in the database with a line held and no answer, its claim pending in Redis. Its
 // undo task (the pending-order scan makes one; here it is recorded directly) takes the claim
 // over once its lease has passed and, the records being out of Redis, releases the lines in
-// the database, where they are: the order is unknown again and its stock free.
+// the database, where they are: the order is unknown again and its stock free. So is the
+// stock of one its caller rolled back on the MySQL path meanwhile (a tombstone there, with its
+// lines still held). Back on Redis, neither is held already.
 TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo) {
   const auto dept = newDept();
   const auto a = newRecord(dept, 10);
   const auto b = newRecord(dept, 10);
   auto moved = putRoute(dept, "mysql");
   ASSERT_TRUE(isOk(moved)) << moved.describe();
-  // What the straggler left: its claim in Redis (its call long dead), and its two holds as
-  // the write-back applied them.
-  const OrderRef straggler{dept, uniqueName("straggler")};
-  ASSERT_TRUE(claimAsASlowCall(straggler, {{a, 2}, {b, 3}}));
-  ASSERT_TRUE(redis_
-                  ->command(redis::keys::order(straggler),
-                            {"HSET", redis::keys::order(straggler), "ts", "0"})
-                  .has_value());
   auto ledger = openLedger();
   ASSERT_NE(ledger, nullptr);
-  {
+  // What a straggler leaves: its claim in Redis (its call long dead), its holds as the
+  // write-back applied them (lines, stock and the pending_orders row), and, without the
+  // eviction's clean-up, its entries in the records' live holds.
+  const auto leave = [&](const OrderRef& order) {
+    ASSERT_TRUE(claimAsASlowCall(order, {{a, 2}, {b, 3}}));
+    ASSERT_TRUE(
+        redis_->command(redis::keys::order(order), {"HSET", redis::keys::order(order), "ts", "0"})
+            .has_value());
     auto lease = ledger->pool().acquire();
     ASSERT_TRUE(lease.has_value());
     for (const auto& [key, qty] : std::vector<std::pair<RecordKey, std::int64_t>>{{a, 2}, {b, 3}}) {
@@ -346,7 +347,7 @@ TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo
                         {std::string_view(key.dept_no), std::string_view(key.goods_no),
                          std::string_view(key.warehouse_no), std::string_view(key.stock_status),
                          std::string_view(key.stock_type), std::string_view(key.goods_level),
-                         std::string_view(straggler.order_no), qty, qty})
+                         std::string_view(order.order_no), qty, qty})
               .has_value());
       ASSERT_TRUE(
           (*lease)
@@ -354,25 +355,61 @@ TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo
                         "? AND goods_no = ?",
                         {qty, std::string_view(key.dept_no), std::string_view(key.goods_no)})
               .has_value());
+      const std::string entry = std::to_string(qty) + ":0";
+      ASSERT_TRUE(redis_
+                      ->command(redis::keys::holds(key),
+                                {"HSET", redis::keys::holds(key), order.order_no, entry})
+                      .has_value());
     }
+    ASSERT_TRUE((*lease)
+                    ->execute("INSERT INTO pending_orders (dept_no, order_no) VALUES (?, ?)",
+                              {std::string_view(order.dept_no), std::string_view(order.order_no)})
+                    .has_value());
+  };
+  const OrderRef straggler{dept, uniqueName("straggler")};
+  const OrderRef rolled_back{dept, uniqueName("rolled-back")};
+  leave(straggler);
+  leave(rolled_back);
+  ASSERT_TRUE(hasQuantities(api().stock(b), Quantities{10, 6, 0}));
+  ASSERT_TRUE(isOk(api().rollback(dept, rolled_back.order_no)));  // a tombstone on MySQL
+  for (const auto& order : {straggler, rolled_back}) {
+    ASSERT_TRUE(
+        ledger->recordCompensation({"release_undo", a, order.order_no, "a straggler's hold"})
+            .has_value());
   }
-  ASSERT_TRUE(hasQuantities(api().stock(b), Quantities{10, 3, 0}));
-  ASSERT_TRUE(
-      ledger->recordCompensation({"release_undo", a, straggler.order_no, "a straggler's hold"})
-          .has_value());
 
   EXPECT_TRUE(waitFor([&] {
     return hasQuantities(api().stock(a), Quantities{10, 0, 0});
   })) << api().stock(a).describe();
   EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
   EXPECT_TRUE(isError(api().order(dept, straggler.order_no), 404, "not_found"));
-  auto claim = store_->readOrder(straggler);
-  ASSERT_TRUE(claim.has_value());
-  EXPECT_FALSE(claim->has_value()) << "the claim stayed in Redis";
+  EXPECT_EQ(api().order(dept, rolled_back.order_no).string("status"), "rolled_back");
+  for (const auto& order : {straggler, rolled_back}) {
+    auto claim = store_->readOrder(order);
+    ASSERT_TRUE(claim.has_value());
+    EXPECT_FALSE(claim->has_value()) << order.order_no << ": the claim stayed in Redis";
+  }
+  {
+    auto lease = ledger->pool().acquire();
+    ASSERT_TRUE(lease.has_value());
+    auto rows = (*lease)->query("SELECT COUNT(*) FROM pending_orders WHERE dept_no = ?",
+                                {std::string_view(dept)});
+    ASSERT_TRUE(rows.has_value());
+    EXPECT_EQ((*rows)[0].integer(0).value_or(-1), 0);
+  }
+
+  // Back on Redis, the straggler's order is new: it takes its stock (no stale live-hold entry
+  // answers it as held already).
+  auto back = putRoute(dept, "redis");
+  ASSERT_TRUE(isOk(back)) << back.describe();
   auto retried = api().preallocate(dept, straggler.order_no, {{a, 2}, {b, 3}});
   ASSERT_TRUE(isOk(retried)) << retried.describe();
   EXPECT_EQ(retried.boolean("replayed"), false);
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
   EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 3, 0}));
+  EXPECT_TRUE(isError(api().preallocate(dept, rolled_back.order_no, {{a, 2}, {b, 3}}), 409,
+                      "order_rolled_back"));
+  EXPECT_TRUE(databaseConverges({a, b}));
 }
 
 // An order whose claim is still within its lease may belong to a live call (of another
