@@ -78,7 +78,7 @@ Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int6
     }
     auto released = hot_.release(key, order.order_no, ReleaseKind::kUndo);
     if (released) {
-      released_in_redis = true;
+      released_in_redis = released_in_redis || released->released;
       continue;
     }
     // The merchant moved to the MySQL path with the order's lines held (its call still ran
@@ -87,7 +87,10 @@ Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int6
     // released here (its event may not be applied yet), nor when Redis did not answer.
     ALLOT_TRY(loaded, hot_.readRecord(key));
     if (loaded || released_in_redis) return std::unexpected(released.error());
-    ALLOT_TRY(in_database, queue_.releaseUnansweredInDatabase(order));
+    ALLOT_TRY(in_database,
+              queue_.releaseUnansweredInDatabase(order, [&](const std::vector<RecordKey>& keys) {
+                return hot_.forgetHolds(order.order_no, keys);
+              }));
     if (!in_database) return std::unexpected(released.error());
     break;
   }

@@ -37,9 +37,13 @@ Result<PendingScanReport> PendingOrderScan::runOnce(const PendingScanOptions& op
     for (const auto& row : rows) {
       const std::string_view dept_no = row.text(0), order_no = row.text(1);
       const std::array<Param, 2> order{Param{dept_no}, Param{order_no}};
-      // Answered: its commit's order event was applied before the hold that added the row.
+      // Answered: its commit's order event was applied before the hold that added the row. A
+      // tombstone is no answer: the MySQL path's rollback of an order it did not know (a
+      // straggler's, left held there by a switch) released nothing.
       ALLOT_TRY(answered,
-                connection.query("SELECT 1 FROM orders WHERE dept_no = ? AND order_no = ?", order));
+                connection.query("SELECT 1 FROM orders WHERE dept_no = ? AND order_no = ? AND "
+                                 "(status <> 'rolled_back' OR lines_digest IS NOT NULL)",
+                                 order));
       std::uint64_t recorded = 0;
       if (answered.empty()) {
         const std::array<Param, 3> task{Param{kReason}, Param{dept_no}, Param{order_no}};

@@ -370,9 +370,7 @@ Result<std::optional<Quantities>> RedisStockStore::evictRecord(const RecordKey& 
   const auto usable = keys::usable(key);
   ALLOT_TRY(reply, client_.evalScript(
                        scripts_->record_evict,
-                       {usable, keys::subtracted(key), keys::ullage(key), keys::fence(key),
-                        keys::holds(key)},
-                       {}));
+                       {usable, keys::subtracted(key), keys::ullage(key), keys::fence(key)}, {}));
   ALLOT_TRY(elements, arrayOf("record_evict", reply, 1));
   if (integerAt(*elements, 0) == 0) return std::optional<Quantities>();
   if (integerAt(*elements, 0) != 1 || elements->size() < 4) {
@@ -422,6 +420,15 @@ Result<void> RedisStockStore::loadOrder(const OrderRef& order, OrderStatus statu
 Result<void> RedisStockStore::ping() {
   ALLOT_TRY(reply, client_.evalScript(scripts_->ping, {}, {}));
   if (!reply.isInteger() || reply.integer != 1) return std::unexpected(unexpected("ping", reply));
+  return {};
+}
+
+Result<void> RedisStockStore::forgetHolds(const std::string& order_no,
+                                          const std::vector<RecordKey>& keys) {
+  for (const RecordKey& key : keys) {
+    const auto holds = keys::holds(key);
+    ALLOT_TRY_VOID(client_.command(holds, {"HDEL", holds, order_no}));
+  }
   return {};
 }
 

@@ -51,6 +51,8 @@ class RedisStockStore final : public HotStore {
   Result<std::optional<Quantities>> readRecord(const RecordKey& key) override;
   Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) override;
   Result<void> ping() override;
+  Result<void> forgetHolds(const std::string& order_no,
+                           const std::vector<RecordKey>& keys) override;
 
   // ---- The route switch (workers/route_switch.h); not part of the HotStore port ----
 

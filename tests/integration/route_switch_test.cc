@@ -328,8 +328,8 @@ TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo
   auto ledger = openLedger();
   ASSERT_NE(ledger, nullptr);
   // What a straggler leaves: its claim in Redis (its call long dead), its holds as the
-  // write-back applied them (lines, stock and the pending_orders row), and, without the
-  // eviction's clean-up, its entries in the records' live holds.
+  // write-back applied them (lines, stock and the pending_orders row), and its entries in the
+  // records' live holds, which the eviction leaves.
   const auto leave = [&](const OrderRef& order) {
     ASSERT_TRUE(claimAsASlowCall(order, {{a, 2}, {b, 3}}));
     ASSERT_TRUE(
@@ -388,6 +388,12 @@ TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo
     auto claim = store_->readOrder(order);
     ASSERT_TRUE(claim.has_value());
     EXPECT_FALSE(claim->has_value()) << order.order_no << ": the claim stayed in Redis";
+    for (const auto& key : {a, b}) {
+      auto entry = redis_->command(redis::keys::holds(key),
+                                   {"HEXISTS", redis::keys::holds(key), order.order_no});
+      ASSERT_TRUE(entry.has_value());
+      EXPECT_EQ(entry->integer, 0) << order.order_no << ": its live-hold entry stayed";
+    }
   }
   {
     auto lease = ledger->pool().acquire();

@@ -3,18 +3,13 @@
 --
 -- KEYS[1] u:{rec}  KEYS[2] s:{rec}  KEYS[3] l:{rec}  (usable, subtracted, ullage)
 -- KEYS[4] f:{rec}  the route fence: while it exists, no load may bring the record back
--- KEYS[5] h:{rec}  the live holds: removed too, whatever else is
 --
 -- Returns {1, usable, subtracted, ullage} with the counters it removed, or {0} when the record
 -- was not loaded. Either way the fence is set: every script that changes the record needs its
 -- usable key and answers "not loaded" without it, and a load refuses a fenced record, so
 -- nothing can change the record in Redis any more. Only the switch back to Redis removes the
 -- fence (record load with unfence). Invariant: the record is either whole or absent.
--- The live holds go too: from here the database holds them, and the switch back loads those
--- of every order it has; an entry left here would make a hold of an order the database no
--- longer holds (undone there, or ended there and forgotten) look held already.
 redis.call('SET', KEYS[4], '1')
-redis.call('DEL', KEYS[5])
 local usable = redis.call('GET', KEYS[1])
 if not usable then return {0} end
 local subtracted = redis.call('GET', KEYS[2]) or '0'
