@@ -87,10 +87,7 @@ Result<void> CompensationProcessor::undo(const CompensationTask& task, std::int6
     // released here (its event may not be applied yet), nor when Redis did not answer.
     ALLOT_TRY(loaded, hot_.readRecord(key));
     if (loaded || released_in_redis) return std::unexpected(released.error());
-    ALLOT_TRY(in_database,
-              queue_.releaseUnansweredInDatabase(order, [&](const std::vector<RecordKey>& keys) {
-                return hot_.forgetHolds(order.order_no, keys);
-              }));
+    ALLOT_TRY(in_database, queue_.releaseUnansweredInDatabase(order));
     if (!in_database) return std::unexpected(released.error());
     break;
   }

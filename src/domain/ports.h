@@ -149,12 +149,6 @@ class HotStore {
                                                 const Quantities& from_db) = 0;
   // A real script call, for readiness.
   [[nodiscard]] virtual Result<void> ping() = 0;
-  // Drops the live-hold entries of an order on records out of Redis (their merchant moved to
-  // the MySQL path), once the database released those holds: the switch back to Redis loads
-  // only the orders the database has, and an entry left here would answer a new hold of the
-  // order as held already. Changes no counter; an entry already gone is no error.
-  [[nodiscard]] virtual Result<void> forgetHolds(const std::string& order_no,
-                                                 const std::vector<RecordKey>& keys) = 0;
 };
 
 // ---- The single-line fast path (standalone Redis) ----
@@ -278,11 +272,7 @@ class CompensationQueue {
   // the order has an answer (a tombstone is none). The caller owns the order's claim in Redis,
   // so no call of the order on the Redis path can answer; one on the MySQL path waits for the
   // orders row this locks (or inserts for the while, and deletes).
-  // `before_commit` runs with the records of the lines released, before the transaction
-  // commits (its failure rolls it back); it may run again when the transaction is rerun.
-  using ReleasedLines = std::function<Result<void>(const std::vector<RecordKey>& keys)>;
-  [[nodiscard]] virtual Result<bool> releaseUnansweredInDatabase(
-      const OrderRef& order, const ReleasedLines& before_commit) = 0;
+  [[nodiscard]] virtual Result<bool> releaseUnansweredInDatabase(const OrderRef& order) = 0;
 };
 
 class Clock {

@@ -79,8 +79,7 @@ Result<void> MysqlCompensationQueue::retryLater(std::int64_t id, const std::stri
   return {};
 }
 
-Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(
-    const OrderRef& order, const ReleasedLines& before_commit) {
+Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef& order) {
   return pool_.withTransaction([&](Connection& connection) -> Result<bool> {
     const std::array<Param, 2> ref{Param{std::string_view(order.dept_no)},
                                    Param{std::string_view(order.order_no)}};
@@ -117,10 +116,8 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(
                         "stock_type, goods_level FOR UPDATE",
                         ref));
     // Stock rows in key order, as every other writer locks them.
-    std::vector<RecordKey> released;
     for (const auto& line : held) {
       const RecordKey key = recordKeyOf(order.dept_no, line, 0);
-      released.push_back(key);
       ALLOT_TRY(allocated, line.integer(5));
       ALLOT_TRY(shortage, line.integer(6));
       if (allocated == 0 && shortage == 0) continue;  // nothing to give back
@@ -146,8 +143,6 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(
     }
     ALLOT_TRY_VOID(
         connection.execute("DELETE FROM pending_orders WHERE dept_no = ? AND order_no = ?", ref));
-    // Under the route row's lock: no switch back to Redis can load the records before it.
-    ALLOT_TRY_VOID(before_commit(released));
     return true;
   });
 }

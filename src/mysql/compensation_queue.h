@@ -18,8 +18,7 @@ class MysqlCompensationQueue final : public CompensationQueue {
   Result<void> complete(std::int64_t id) override;
   Result<void> retryLater(std::int64_t id, const std::string& reason, std::int64_t retry_after_ms,
                           bool give_up) override;
-  Result<bool> releaseUnansweredInDatabase(const OrderRef& order,
-                                           const ReleasedLines& before_commit) override;
+  Result<bool> releaseUnansweredInDatabase(const OrderRef& order) override;
 
  private:
   Pool& pool_;

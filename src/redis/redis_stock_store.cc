@@ -366,11 +366,13 @@ Result<bool> RedisStockStore::load(const RecordKey& key, const Quantities& from_
   return fail(ErrorCode::kUnavailable, "loading " + key.index() + " kept racing; retry");
 }
 
-Result<std::optional<Quantities>> RedisStockStore::evictRecord(const RecordKey& key) {
+Result<std::optional<Quantities>> RedisStockStore::evictRecord(const RecordKey& key,
+                                                               bool drop_holds) {
   const auto usable = keys::usable(key);
-  ALLOT_TRY(reply, client_.evalScript(
-                       scripts_->record_evict,
-                       {usable, keys::subtracted(key), keys::ullage(key), keys::fence(key)}, {}));
+  ALLOT_TRY(reply, client_.evalScript(scripts_->record_evict,
+                                      {usable, keys::subtracted(key), keys::ullage(key),
+                                       keys::fence(key), keys::holds(key)},
+                                      {drop_holds ? "1" : "0"}));
   ALLOT_TRY(elements, arrayOf("record_evict", reply, 1));
   if (integerAt(*elements, 0) == 0) return std::optional<Quantities>();
   if (integerAt(*elements, 0) != 1 || elements->size() < 4) {
@@ -386,23 +388,8 @@ Result<void> RedisStockStore::loadOrder(const OrderRef& order, OrderStatus statu
                                         const std::string& answer_blob,
                                         const std::vector<LoadedLine>& lines) {
   const bool live = status == OrderStatus::kAllocated || status == OrderStatus::kShortage;
-  const bool rolled_back = status == OrderStatus::kRolledBack;
   const auto retention = decimal(options_.retention_seconds);
-  for (const auto& line : lines) {
-    const char* state = line.state == LoadedLine::State::kHeld       ? "held"
-                        : line.state == LoadedLine::State::kDeducted ? "deducted"
-                                                                     : "released";
-    ALLOT_TRY(reply,
-              client_.evalScript(scripts_->line_load,
-                                 {keys::holds(line.key), keys::operate(line.key, order.order_no),
-                                  keys::rollbackTombstone(line.key, order.order_no),
-                                  keys::deductionRecord(line.key)},
-                                 {state, decimal(line.allocated), decimal(line.shortage),
-                                  order.order_no, rolled_back ? "1" : "0", retention}));
-    if (!reply.isInteger() || reply.integer != 1) {
-      return std::unexpected(unexpected("line_load", reply));
-    }
-  }
+  ALLOT_TRY_VOID(loadLines(order.order_no, status == OrderStatus::kRolledBack, lines));
   // The order last: its hash is what a replay, rollback or deduct looks at first.
   const bool released = std::none_of(lines.begin(), lines.end(), [](const LoadedLine& line) {
     return line.state == LoadedLine::State::kHeld;
@@ -417,18 +404,29 @@ Result<void> RedisStockStore::loadOrder(const OrderRef& order, OrderStatus statu
   return {};
 }
 
-Result<void> RedisStockStore::ping() {
-  ALLOT_TRY(reply, client_.evalScript(scripts_->ping, {}, {}));
-  if (!reply.isInteger() || reply.integer != 1) return std::unexpected(unexpected("ping", reply));
+Result<void> RedisStockStore::loadLines(const std::string& order_no, bool rolled_back,
+                                        const std::vector<LoadedLine>& lines) {
+  const auto retention = decimal(options_.retention_seconds);
+  for (const auto& line : lines) {
+    const char* state = line.state == LoadedLine::State::kHeld       ? "held"
+                        : line.state == LoadedLine::State::kDeducted ? "deducted"
+                                                                     : "released";
+    ALLOT_TRY(reply, client_.evalScript(scripts_->line_load,
+                                        {keys::holds(line.key), keys::operate(line.key, order_no),
+                                         keys::rollbackTombstone(line.key, order_no),
+                                         keys::deductionRecord(line.key)},
+                                        {state, decimal(line.allocated), decimal(line.shortage),
+                                         order_no, rolled_back ? "1" : "0", retention}));
+    if (!reply.isInteger() || reply.integer != 1) {
+      return std::unexpected(unexpected("line_load", reply));
+    }
+  }
   return {};
 }
 
-Result<void> RedisStockStore::forgetHolds(const std::string& order_no,
-                                          const std::vector<RecordKey>& keys) {
-  for (const RecordKey& key : keys) {
-    const auto holds = keys::holds(key);
-    ALLOT_TRY_VOID(client_.command(holds, {"HDEL", holds, order_no}));
-  }
+Result<void> RedisStockStore::ping() {
+  ALLOT_TRY(reply, client_.evalScript(scripts_->ping, {}, {}));
+  if (!reply.isInteger() || reply.integer != 1) return std::unexpected(unexpected("ping", reply));
   return {};
 }
 

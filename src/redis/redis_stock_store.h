@@ -51,13 +51,13 @@ class RedisStockStore final : public HotStore {
   Result<std::optional<Quantities>> readRecord(const RecordKey& key) override;
   Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) override;
   Result<void> ping() override;
-  Result<void> forgetHolds(const std::string& order_no,
-                           const std::vector<RecordKey>& keys) override;
 
   // ---- The route switch (workers/route_switch.h); not part of the HotStore port ----
 
   // Takes the record out of Redis and fences it; the counters it had, if it was loaded.
-  [[nodiscard]] Result<std::optional<Quantities>> evictRecord(const RecordKey& key);
+  // drop_holds: its live-hold entries go too (the switch back to Redis loads them all again).
+  [[nodiscard]] Result<std::optional<Quantities>> evictRecord(const RecordKey& key,
+                                                              bool drop_holds = false);
   // loadRecord that also lifts the fence: the switch back to Redis.
   [[nodiscard]] Result<bool> reloadRecord(const RecordKey& key, const Quantities& from_db);
   // Writes an order and its lines as the database has them (replacing Redis's copy).
@@ -67,6 +67,11 @@ class RedisStockStore final : public HotStore {
     std::int64_t shortage = 0;
     enum class State { kHeld, kReleased, kDeducted } state = State::kHeld;
   };
+  // The record-level keys of an order's lines only (line_load.lua), as loadOrder writes them:
+  // for the lines of an order the database holds with no answer (a straggler's), whose claim
+  // stays as Redis has it.
+  [[nodiscard]] Result<void> loadLines(const std::string& order_no, bool rolled_back,
+                                       const std::vector<LoadedLine>& lines);
   [[nodiscard]] Result<void> loadOrder(const OrderRef& order, OrderStatus status,
                                        const std::string& lines_blob, const std::string& digest,
                                        const std::string& answer_blob,

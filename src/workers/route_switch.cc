@@ -47,6 +47,14 @@ constexpr std::string_view kCompensationTaskSql =
 // is deleting is still counted).
 constexpr std::string_view kPendingOrderRowsSql =
     "SELECT COUNT(*) FROM pending_orders WHERE dept_no = ?";
+// Held lines of the merchant's orders without an orders row, in pages of 500 (keyset).
+constexpr std::string_view kUnansweredLinesSql =
+    "SELECT l.order_no, l.goods_no, l.warehouse_no, l.stock_status, l.stock_type, "
+    "l.goods_level, l.allocated, l.shortage FROM order_lines l WHERE l.dept_no = ? AND "
+    "l.state = 'held' AND (l.order_no, l.goods_no, l.warehouse_no, l.stock_status, "
+    "l.stock_type, l.goods_level) > (?, ?, ?, ?, ?, ?) AND NOT EXISTS (SELECT 1 FROM orders o "
+    "WHERE o.dept_no = l.dept_no AND o.order_no = l.order_no) ORDER BY l.order_no, l.goods_no, "
+    "l.warehouse_no, l.stock_status, l.stock_type, l.goods_level LIMIT 500";
 // Orders of the merchant with a line held and no answer, left after the final drain.
 constexpr std::string_view kOrdersLeftPendingSql =
     "SELECT p.order_no FROM pending_orders p WHERE p.dept_no = ? AND NOT EXISTS (SELECT 1 FROM "
@@ -427,8 +435,9 @@ Result<void> RouteSwitch::settle(const RecordKey& key, const Quantities& from_re
 Result<void> RouteSwitch::toRedis(const std::string& dept_no, bool rerun) {
   // A copy left in Redis from before the merchant's stay on the MySQL path is stale.
   std::set<std::string> streams = orderStreams(dept_no);
+  // Its live-hold entries too: every hold the database has is loaded again below.
   ALLOT_TRY_VOID(forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
-    ALLOT_TRY_VOID(store_.evictRecord(record.key));
+    ALLOT_TRY_VOID(store_.evictRecord(record.key, /*drop_holds=*/true));
     streams.insert(recordStream(record.key));
     return {};
   }));
@@ -440,11 +449,46 @@ Result<void> RouteSwitch::toRedis(const std::string& dept_no, bool rerun) {
     ALLOT_TRY_VOID(drain(streams));
   }
   ALLOT_TRY_VOID(loadOrders(dept_no));
+  ALLOT_TRY_VOID(loadUnansweredLines(dept_no));
   return forEachRecord(pool_, dept_no, [&](const RecordRow& record) -> Result<void> {
     ALLOT_TRY_VOID(store_.reloadRecord(record.key, record.quantities));
     metrics_.records_loaded.fetch_add(1);
     return {};
   });
+}
+
+// The held lines of orders with no orders row: a straggler's, left by a switch to MySQL and
+// not undone yet. Their claims are still pending in Redis; their undo finds the holds here.
+Result<void> RouteSwitch::loadUnansweredLines(const std::string& dept_no) {
+  std::string after_order;
+  RecordKey after_key{dept_no, "", "", "", "", ""};
+  while (true) {
+    std::vector<std::pair<std::string, redis::RedisStockStore::LoadedLine>> page;
+    {
+      ALLOT_TRY(lease, pool_.acquire());
+      ALLOT_TRY(rows, lease->query(kUnansweredLinesSql,
+                                   {std::string_view(dept_no), std::string_view(after_order),
+                                    std::string_view(after_key.goods_no),
+                                    std::string_view(after_key.warehouse_no),
+                                    std::string_view(after_key.stock_status),
+                                    std::string_view(after_key.stock_type),
+                                    std::string_view(after_key.goods_level)}));
+      for (const auto& row : rows) {
+        ALLOT_TRY(allocated, row.integer(6));
+        ALLOT_TRY(shortage, row.integer(7));
+        page.emplace_back(std::string(row.text(0)),
+                          redis::RedisStockStore::LoadedLine{
+                              mysql::recordKeyOf(dept_no, row, 1), allocated, shortage,
+                              redis::RedisStockStore::LoadedLine::State::kHeld});
+      }
+    }
+    for (const auto& [order_no, line] : page) {
+      ALLOT_TRY_VOID(store_.loadLines(order_no, /*rolled_back=*/false, {line}));
+    }
+    if (page.size() < kRouteSwitchPageRows) return {};
+    after_order = page.back().first;
+    after_key = page.back().second.key;
+  }
 }
 
 Result<void> RouteSwitch::loadOrders(const std::string& dept_no) {

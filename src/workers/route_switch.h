@@ -22,7 +22,9 @@
 //      the merchant was found switching (a rerun after a switch to MySQL that failed
 //      half-way), drain the write-back of its streams, which may hold events its rows lack;
 //   3. load the merchant's orders (live ones, and ended ones within the retention) with their
-//      lines' anti-duplicate keys, tombstones and deduction records, as the database has them;
+//      lines' anti-duplicate keys, tombstones and deduction records, as the database has them,
+//      and the held lines of orders without an answer (a straggler's, not undone yet); the
+//      eviction of step 2 dropped the records' live holds, so these are all there are;
 //   4. load every record from its row, lifting the fence;
 //   5. save the route redis, no longer switching.
 // A move from a route to itself only records the route when the merchant is settled (it
@@ -111,6 +113,7 @@ class RouteSwitch {
   [[nodiscard]] Result<void> toRedis(const std::string& dept_no, bool rerun);
   [[nodiscard]] Result<void> settle(const RecordKey& key, const Quantities& from_redis);
   [[nodiscard]] Result<void> loadOrders(const std::string& dept_no);
+  [[nodiscard]] Result<void> loadUnansweredLines(const std::string& dept_no);
   [[nodiscard]] Result<PendingTasks> pendingCompensations(const std::string& dept_no);
 
   redis::RedisStockStore& store_;

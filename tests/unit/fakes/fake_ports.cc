@@ -202,13 +202,6 @@ Result<bool> FakeHotStore::loadRecord(const RecordKey& key, const Quantities& fr
 
 Result<void> FakeHotStore::ping() { return maybeFail("ping", ""); }
 
-Result<void> FakeHotStore::forgetHolds(const std::string& order_no,
-                                       const std::vector<RecordKey>& keys) {
-  ALLOT_TRY_VOID(maybeFail("forgetHolds", order_no));
-  for (const RecordKey& key : keys) holds.erase({key.index(), order_no});
-  return {};
-}
-
 Result<void> FakeLedger::maybeFail(const std::string& method) {
   if (fail_hook) {
     const auto message = fail_hook(method);

@@ -61,8 +61,6 @@ class FakeHotStore final : public HotStore {
   Result<std::optional<Quantities>> readRecord(const RecordKey& key) override;
   Result<bool> loadRecord(const RecordKey& key, const Quantities& from_db) override;
   Result<void> ping() override;
-  Result<void> forgetHolds(const std::string& order_no,
-                           const std::vector<RecordKey>& keys) override;
 
   // Test controls: each call first asks fail_hook("method", record-or-order); a non-empty
   // answer makes the call fail with kUnavailable and that message.
