@@ -29,11 +29,14 @@ constexpr std::string_view kStockPageSql =
     "preallocated, shortage FROM stock WHERE dept_no = ? AND (goods_no, warehouse_no, "
     "stock_status, stock_type, goods_level) > (?, ?, ?, ?, ?) ORDER BY goods_no, warehouse_no, "
     "stock_status, stock_type, goods_level LIMIT 500";
-// Live orders, and ended ones young enough that Redis would still remember them.
+// Live orders, ended ones young enough that Redis would still remember them, and any with a
+// line still held (a rollback whose release never ran, a tombstone over a straggler's
+// lines): the switch back drops the records' live holds, and loads these.
 constexpr std::string_view kOrderPageSql =
     "SELECT order_no, status, lines_digest FROM orders WHERE dept_no = ? AND order_no > ? AND "
-    "(status IN ('allocated', 'shortage') OR updated_at > NOW(6) - INTERVAL ? SECOND) "
-    "ORDER BY order_no LIMIT 500";
+    "(status IN ('allocated', 'shortage') OR updated_at > NOW(6) - INTERVAL ? SECOND OR "
+    "EXISTS (SELECT 1 FROM order_lines l WHERE l.dept_no = orders.dept_no AND l.order_no = "
+    "orders.order_no AND l.state = 'held')) ORDER BY order_no LIMIT 500";
 constexpr std::string_view kLinesSql =
     "SELECT order_no, goods_no, warehouse_no, stock_status, stock_type, goods_level, qty, "
     "allocated, shortage, state FROM order_lines WHERE dept_no = ? AND order_no >= ? AND "

@@ -21,8 +21,9 @@
 //   2. evict whatever Redis still holds of the merchant's records (a stale copy), and, when
 //      the merchant was found switching (a rerun after a switch to MySQL that failed
 //      half-way), drain the write-back of its streams, which may hold events its rows lack;
-//   3. load the merchant's orders (live ones, and ended ones within the retention) with their
-//      lines' anti-duplicate keys, tombstones and deduction records, as the database has them,
+//   3. load the merchant's orders (live ones, ended ones within the retention, and any with a
+//      line still held) with their lines' anti-duplicate keys, tombstones and deduction
+//      records, as the database has them,
 //      and the held lines of orders without an answer (a straggler's, not undone yet); the
 //      eviction of step 2 dropped the records' live holds, so these are all there are;
 //   4. load every record from its row, lifting the fence;
