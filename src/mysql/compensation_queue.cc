@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mysql/record_params.h"
+#include "mysql/mysql_path.h"
 
 namespace allot::mysql {
 
@@ -13,15 +13,17 @@ namespace {
 
 constexpr std::size_t kReasonLengthMax = 512;  // the column's size
 
-constexpr std::string_view kSelectDue =
+const std::string kSelectTasks =
     "SELECT id, attempts, kind, dept_no, goods_no, warehouse_no, stock_status, stock_type, "
-    "goods_level, order_no, reason FROM compensation_tasks WHERE state = 'pending' AND "
-    "next_attempt_at <= CURRENT_TIMESTAMP(6) ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED";
-constexpr std::string_view kSelectDueOfMerchant =
-    "SELECT id, attempts, kind, dept_no, goods_no, warehouse_no, stock_status, stock_type, "
-    "goods_level, order_no, reason FROM compensation_tasks WHERE dept_no = ? AND state = "
-    "'pending' AND next_attempt_at <= CURRENT_TIMESTAMP(6) ORDER BY next_attempt_at LIMIT ? "
-    "FOR UPDATE SKIP LOCKED";
+    "goods_level, order_no, reason FROM compensation_tasks WHERE ";
+const std::string kSelectDue =
+    kSelectTasks +
+    "state = 'pending' AND next_attempt_at <= CURRENT_TIMESTAMP(6) ORDER BY id LIMIT ? FOR "
+    "UPDATE SKIP LOCKED";
+const std::string kSelectDueOfMerchant =
+    kSelectTasks +
+    "dept_no = ? AND state = 'pending' AND next_attempt_at <= CURRENT_TIMESTAMP(6) ORDER BY "
+    "next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED";
 
 }  // namespace
 
@@ -109,31 +111,8 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef&
         return false;
       }
     }
-    ALLOT_TRY(held, connection.query(
-                        "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, "
-                        "allocated, shortage FROM order_lines WHERE dept_no = ? AND order_no = ? "
-                        "AND state = 'held' ORDER BY goods_no, warehouse_no, stock_status, "
-                        "stock_type, goods_level FOR UPDATE",
-                        ref));
-    // Stock rows in key order, as every other writer locks them.
-    for (const auto& line : held) {
-      const RecordKey key = recordKeyOf(order.dept_no, line, 0);
-      ALLOT_TRY(allocated, line.integer(5));
-      ALLOT_TRY(shortage, line.integer(6));
-      if (allocated == 0 && shortage == 0) continue;  // nothing to give back
-      ALLOT_TRY(changed, connection.execute(
-                             "UPDATE stock SET preallocated = preallocated - ?, shortage = "
-                             "shortage - ? WHERE dept_no = ? AND goods_no = ? AND "
-                             "warehouse_no = ? AND stock_status = ? AND stock_type = ? AND "
-                             "goods_level = ?",
-                             {allocated, shortage, std::string_view(key.dept_no),
-                              std::string_view(key.goods_no), std::string_view(key.warehouse_no),
-                              std::string_view(key.stock_status), std::string_view(key.stock_type),
-                              std::string_view(key.goods_level)}));
-      if (changed != 1) {
-        return fail(ErrorCode::kInternal, "stock row of " + key.index() + " is missing");
-      }
-    }
+    // The orders row locked, as a rollback on the MySQL path does; the lines are deleted below.
+    ALLOT_TRY_VOID(releaseHeldStock(connection, order, /*ship=*/false));
     // As an undo in Redis leaves it: the order is unknown again (or stays a tombstone).
     ALLOT_TRY_VOID(connection.execute(
         "DELETE FROM order_lines WHERE dept_no = ? AND order_no = ? AND state = 'held'", ref));

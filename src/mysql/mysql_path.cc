@@ -318,14 +318,7 @@ Result<PreallocateOutcome> preallocateOnce(Connection& connection,
 // deduct share. A deduct also takes the held quantity out of on_hand.
 Result<void> releaseHeldLines(Connection& connection, const OrderRef& order, OrderStatus end) {
   ALLOT_ASSERT(end == OrderStatus::kRolledBack || end == OrderStatus::kDeducted);
-  ALLOT_TRY(held, selectLines(connection, order, kSelectHeldLines));
-  for (const LineOutcome& line : held) {
-    if (line.allocated == 0 && line.shortage == 0) continue;  // nothing to give back
-    const std::int64_t shipped = end == OrderStatus::kDeducted ? line.allocated : 0;
-    ALLOT_TRY_VOID(changeOneStockRow(connection, kReleaseStock,
-                                     withKey({shipped, line.allocated, line.shortage}, line.key),
-                                     line.key));
-  }
+  ALLOT_TRY_VOID(releaseHeldStock(connection, order, end == OrderStatus::kDeducted));
   const std::string_view line_state = end == OrderStatus::kDeducted ? "deducted" : "released";
   ALLOT_TRY_VOID(connection.execute(kEndHeldLines, {line_state, order.dept_no, order.order_no}));
   ALLOT_TRY_VOID(
@@ -468,6 +461,18 @@ Result<Quantities> adjustOnce(Connection& connection, const AdjustRequest& reque
 }
 
 }  // namespace
+
+Result<void> releaseHeldStock(Connection& connection, const OrderRef& order, bool ship) {
+  ALLOT_TRY(held, selectLines(connection, order, kSelectHeldLines));
+  for (const LineOutcome& line : held) {
+    if (line.allocated == 0 && line.shortage == 0) continue;  // nothing to give back
+    const std::int64_t shipped = ship ? line.allocated : 0;
+    ALLOT_TRY_VOID(changeOneStockRow(connection, kReleaseStock,
+                                     withKey({shipped, line.allocated, line.shortage}, line.key),
+                                     line.key));
+  }
+  return {};
+}
 
 Result<PreallocateOutcome> MysqlPath::preallocate(const PreallocateRequest& request) {
   ALLOT_ASSERT(!request.lines.empty() && request.lines.size() <= limits::kOrderLinesMax);

@@ -30,6 +30,14 @@
 
 namespace allot::mysql {
 
+// Gives back the stock of every line of the order still held (subtracted from preallocated
+// and shortage; with `ship`, the allocated quantity leaves on_hand too), locking the stock
+// rows in key order; the lines are left as they are. The caller holds the order's orders row
+// (the MySQL path's lock of an order) in the transaction of `connection`. Rollback, deduct
+// and the undo of an order a straggler left held (CompensationQueue) share it.
+[[nodiscard]] Result<void> releaseHeldStock(Connection& connection, const OrderRef& order,
+                                            bool ship);
+
 class MysqlPath final : public StockApi {
  public:
   // The pool must outlive this object; the schema must be migrated (MysqlLedger::open).

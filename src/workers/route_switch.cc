@@ -41,11 +41,11 @@ constexpr std::string_view kLinesSql =
     "SELECT order_no, goods_no, warehouse_no, stock_status, stock_type, goods_level, qty, "
     "allocated, shortage, state FROM order_lines WHERE dept_no = ? AND order_no >= ? AND "
     "order_no <= ? ORDER BY order_no, line_no";
-// How many tasks of the merchant are pending, and the order and last error of the oldest.
+// The order and last error of the merchant's oldest pending task, and how many are pending.
 constexpr std::string_view kPendingCompensationsSql =
-    "SELECT COUNT(*), MIN(id) FROM compensation_tasks WHERE dept_no = ? AND state = 'pending'";
-constexpr std::string_view kCompensationTaskSql =
-    "SELECT order_no, reason FROM compensation_tasks WHERE id = ?";
+    "SELECT t.order_no, t.reason, (SELECT COUNT(*) FROM compensation_tasks c WHERE c.dept_no = "
+    "t.dept_no AND c.state = 'pending') FROM compensation_tasks t WHERE t.dept_no = ? AND "
+    "t.state = 'pending' ORDER BY t.id LIMIT 1";
 // Rows of the merchant's orders still in pending_orders (a plain read: one another process
 // is deleting is still counted).
 constexpr std::string_view kPendingOrderRowsSql =
@@ -264,15 +264,10 @@ Result<RouteSwitch::PendingTasks> RouteSwitch::pendingCompensations(const std::s
   ALLOT_TRY(lease, pool_.acquire());
   ALLOT_TRY(rows, lease->query(kPendingCompensationsSql, {std::string_view(dept_no)}));
   PendingTasks pending;
-  if (rows.empty() || rows[0].isNull(1)) return pending;
-  ALLOT_TRY(count, rows[0].integer(0));
-  ALLOT_TRY(oldest_id, rows[0].integer(1));
+  if (rows.empty()) return pending;
+  ALLOT_TRY(count, rows[0].integer(2));
   pending.count = count;
-  ALLOT_TRY(oldest, lease->query(kCompensationTaskSql, {oldest_id}));
-  if (!oldest.empty()) {
-    pending.oldest =
-        "order " + std::string(oldest[0].text(0)) + ": " + std::string(oldest[0].text(1));
-  }
+  pending.oldest = "order " + std::string(rows[0].text(0)) + ": " + std::string(rows[0].text(1));
   return pending;
 }
 

@@ -64,6 +64,14 @@ class RouteSwitchTest : public AllotdTest {
     }
     return ::testing::AssertionSuccess();
   }
+  // Dates the order's claim back to the epoch, as the claim of a call that died longer ago
+  // than a lease leaves it.
+  ::testing::AssertionResult ageClaimPastItsLease(const OrderRef& order) {
+    const auto key = redis::keys::order(order);
+    auto set = redis_->command(key, {"HSET", key, "ts", "0"});
+    if (!set) return ::testing::AssertionFailure() << set.error().message;
+    return ::testing::AssertionSuccess();
+  }
   // Waits until the database row of every record equals what Redis answers (the write-back
   // drained), and returns whether it did.
   bool databaseConverges(const std::vector<RecordKey>& keys) {
@@ -88,9 +96,7 @@ class RouteSwitchTest : public AllotdTest {
     auto ledger = openLedger();
     ASSERT_NE(ledger, nullptr);
     ASSERT_TRUE(claimAsASlowCall(order, {{a, 2}, {b, 3}}));
-    ASSERT_TRUE(
-        redis_->command(redis::keys::order(order), {"HSET", redis::keys::order(order), "ts", "0"})
-            .has_value());
+    ASSERT_TRUE(ageClaimPastItsLease(order));
     auto lease = ledger->pool().acquire();
     ASSERT_TRUE(lease.has_value());
     for (const auto& [key, qty] : std::vector<std::pair<RecordKey, std::int64_t>>{{a, 2}, {b, 3}}) {
@@ -339,8 +345,8 @@ ApiResponse untilFinal(const std::function<ApiResponse()>& send) {
 
 // A call killed mid-way leaves its order pending in Redis with lines held and no answer. A
 // switch to MySQL undoes such an order while its records are still in Redis, as the
-// pending-order scan would: otherwise its lines stay held in the database, where no path can
-// release them (the MySQL path knows no order without an answer), and a retry fails on them.
+// pending-order scan would: otherwise its lines stay held in the database, which the MySQL
+// path cannot release (it knows no order without an answer), and a retry fails on them.
 TEST_F(RouteSwitchTest, AnOrderLeftPendingByADeadCallIsUndoneBeforeTheMerchantMovesToMysql) {
   const auto dept = newDept();
   const auto a = newRecord(dept, 10);
@@ -349,10 +355,7 @@ TEST_F(RouteSwitchTest, AnOrderLeftPendingByADeadCallIsUndoneBeforeTheMerchantMo
   ASSERT_TRUE(claimAsASlowCall(dead, {{a, 2}, {b, 3}}));
   ASSERT_EQ(store_->hold(a, dead.order_no, 2, false).value().kind, HoldOutcome::Kind::kHeld);
   ASSERT_EQ(store_->hold(b, dead.order_no, 3, false).value().kind, HoldOutcome::Kind::kHeld);
-  // Its call died longer ago than a claim's lease.
-  ASSERT_TRUE(
-      redis_->command(redis::keys::order(dead), {"HSET", redis::keys::order(dead), "ts", "0"})
-          .has_value());
+  ASSERT_TRUE(ageClaimPastItsLease(dead));  // its call died long ago
   ASSERT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
 
   auto moved = putRoute(dept, "mysql");
