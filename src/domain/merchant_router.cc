@@ -216,12 +216,17 @@ Result<MerchantRouteView> MerchantRouter::switchRoute(const std::string& dept_no
   // reference survives the unlocked stretch.
   auto moved = move_(dept_no, from, to);
   lock.lock();
-  entry.local_switch = false;
-  // Whatever happened, the table tells where the merchant stands now.
+  // Whatever happened, the table tells where the merchant stands now. The gate stays closed
+  // while it is read (refresh lets the lock go meanwhile): opened before, it would admit calls
+  // on the route cached before the switch, still fresh, to the path the merchant just left.
   auto reread = refresh(shard, lock, dept_no, true);
-  // A move marks the merchant switching in the table before it touches any data, so the
-  // table read again is the truth; when it cannot be read, never serve a half-moved merchant.
-  if (!moved && !reread) entry.stored.switching = true;
+  if (!reread) {
+    // Read again by the next call. A move marks the merchant switching in the table before
+    // it touches any data, so the table is the truth; never serve a half-moved merchant.
+    entry.loaded_ms = -1;
+    if (!moved) entry.stored.switching = true;
+  }
+  entry.local_switch = false;
   auto answer = viewOf(dept_no, entry);
   lock.unlock();
   shard.changed.notify_all();

@@ -234,6 +234,35 @@ TEST_F(MerchantRouterTest, ASwitchWaitsForTheCallsInFlightAndLaterCallsTakeTheNe
   EXPECT_EQ(moves_.load(), 1);
 }
 
+// The switch reads the table again once the data has moved: until that read is done, a call
+// waits. It must not take the route cached before the switch (fresh still, and the path the
+// merchant has just left), not even on the non-blocking admission.
+TEST_F(MerchantRouterTest, NoCallTakesTheOldRouteWhileTheSwitchReadsTheNewOne) {
+  MerchantRouter router(redis_, mysql_, table_,
+                        [this](const std::string& dept, Route from, Route to) -> Result<void> {
+                          ALLOT_TRY_VOID(table_.saveRoute(dept, StoredRoute{from, true}));
+                          ALLOT_TRY_VOID(table_.saveRoute(dept, StoredRoute{to, false}));
+                          table_.holdNextRead();  // the switch's own read, next
+                          return {};
+                        },
+                        {Route::kRedis, 60'000, 5000, 5000});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  auto switching =
+      std::async(std::launch::async, [&] { return router.switchRoute("D1", Route::kMysql); });
+  table_.readStarted();
+  auto call = std::async(std::launch::async, [&] { return served(router, "D1"); });
+  const bool answered_during_read =
+      call.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready;
+  const bool admitted_during_read = router.tryAdmitRedis("D1");
+  if (admitted_during_read) router.leave("D1");
+  table_.releaseRead();
+  ASSERT_TRUE(switching.get().has_value());
+  EXPECT_FALSE(answered_during_read) << "a call was served while the switch read the table";
+  EXPECT_FALSE(admitted_during_read) << "the fast path was admitted on the old route";
+  EXPECT_EQ(call.get(), kMysqlAnswer);
+  EXPECT_EQ(redis_.calls(), 1);
+}
+
 TEST_F(MerchantRouterTest, AFailedSwitchLeavesTheMerchantRefusedUntilSwitchedAgain) {
   MerchantRouter failing(redis_, mysql_, table_, recordingMove(false), {});
   auto failed = failing.switchRoute("D1", Route::kMysql);
