@@ -327,14 +327,27 @@ Result<void> releaseHeldLines(Connection& connection, const OrderRef& order, Ord
 }
 
 Result<EndAnswer> rollbackOnce(Connection& connection, const OrderRef& order) {
-  // An unknown order gets a tombstone, so a late preallocation of it is refused.
+  // An unknown order gets a tombstone, so a late preallocation of it is refused. An order
+  // without an answer can still hold lines: a call on the Redis path that never answered (a
+  // straggler of a route switch) whose holds the write-back wrote. Its caller gives the order
+  // up, so the rollback gives them back, here and now: the undo task of the order may never
+  // run on this path (the merchant can be switched back to Redis first, which would load them
+  // as the holds of a rolled-back order, for good).
   ALLOT_TRY(inserted, insertOrderIfAbsent(connection, order, OrderStatus::kRolledBack, nullptr));
-  if (inserted) return EndAnswer{order.order_no, OrderStatus::kRolledBack, false};
+  if (inserted) {
+    ALLOT_TRY_VOID(releaseHeldLines(connection, order, OrderStatus::kRolledBack));
+    return EndAnswer{order.order_no, OrderStatus::kRolledBack, false};
+  }
   ALLOT_TRY(stored, selectOrder(connection, order, /*for_update=*/false));
   if (!stored)
     return fail(ErrorCode::kInternal, "order " + order.order_no + " vanished while locked");
   switch (stored->status) {
-    case OrderStatus::kRolledBack: return EndAnswer{order.order_no, OrderStatus::kRolledBack, true};
+    case OrderStatus::kRolledBack:
+      // A tombstone (no answer) may have got such lines after it was written.
+      if (!stored->digest) {
+        ALLOT_TRY_VOID(releaseHeldLines(connection, order, OrderStatus::kRolledBack));
+      }
+      return EndAnswer{order.order_no, OrderStatus::kRolledBack, true};
     case OrderStatus::kDeducted:
       return fail(ErrorCode::kOrderDeducted, "order " + order.order_no + " was deducted");
     case OrderStatus::kAllocated:

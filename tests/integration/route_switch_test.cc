@@ -129,8 +129,28 @@ class RouteSwitchTest : public AllotdTest {
                     .has_value());
   }
 
-  // Records the undo task of each order (the pending-order scan would, after the lease), then
-  // waits for the allotd's compensation worker to free both records of their holds.
+  struct Straggler {
+    std::string dept;
+    RecordKey a;
+    RecordKey b;
+    OrderRef order;
+  };
+  // A merchant moved to MySQL with two records of 10, and a straggler left holding 2 of one
+  // and 3 of the other.
+  void leaveAStragglerOnMysql(Straggler& s) {
+    s.dept = newDept();
+    s.a = newRecord(s.dept, 10);
+    s.b = newRecord(s.dept, 10);
+    auto moved = putRoute(s.dept, "mysql");
+    ASSERT_TRUE(isOk(moved)) << moved.describe();
+    s.order = OrderRef{s.dept, uniqueName("straggler")};
+    ASSERT_NO_FATAL_FAILURE(leaveAStraggler(s.order, s.a, s.b));
+    ASSERT_TRUE(hasQuantities(api().stock(s.a), Quantities{10, 2, 0}));
+  }
+
+  // Records the undo task of each order (the pending-order scan would, after the lease), waits
+  // for the allotd's compensation worker to apply every task of the merchant, and expects both
+  // records free of holds then.
   void undoAndWait(const std::vector<OrderRef>& orders, const RecordKey& a, const RecordKey& b) {
     auto ledger = openLedger();
     ASSERT_NE(ledger, nullptr);
@@ -140,9 +160,16 @@ class RouteSwitchTest : public AllotdTest {
               .has_value());
     }
     EXPECT_TRUE(waitFor([&] {
-      return hasQuantities(api().stock(a), Quantities{10, 0, 0});
-    })) << api().stock(a).describe();
-    EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+      auto lease = ledger->pool().acquire();
+      if (!lease) return false;
+      auto rows = (*lease)->query(
+          "SELECT COUNT(*) FROM compensation_tasks WHERE dept_no = ? AND state = 'pending'",
+          {std::string_view(a.dept_no)});
+      return rows && !rows->empty() && (*rows)[0].integer(0).value_or(-1) == 0;
+    })) << "undo tasks of "
+        << a.dept_no << " still pending";
+    EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 0, 0})) << api().stock(a).describe();
+    EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0})) << api().stock(b).describe();
   }
 
   std::unique_ptr<redis::Client> redis_;
@@ -393,7 +420,8 @@ TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo
   leaveAStraggler(straggler, a, b);
   leaveAStraggler(rolled_back, a, b);
   ASSERT_TRUE(hasQuantities(api().stock(b), Quantities{10, 6, 0}));
-  ASSERT_TRUE(isOk(api().rollback(dept, rolled_back.order_no)));  // a tombstone on MySQL
+  ASSERT_TRUE(isOk(api().rollback(dept, rolled_back.order_no)));     // a tombstone on MySQL
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 3, 0}));  // its lines given back
   undoAndWait({straggler, rolled_back}, a, b);
   EXPECT_TRUE(isError(api().order(dept, straggler.order_no), 404, "not_found"));
   EXPECT_EQ(api().order(dept, rolled_back.order_no).string("status"), "rolled_back");
@@ -430,17 +458,40 @@ TEST_F(RouteSwitchTest, AStragglersHoldLeftInTheDatabaseIsReleasedThereByItsUndo
 // from the database, the straggler's (no answer) with them: its undo then releases them in
 // Redis, as for any dead claim, and the database follows.
 TEST_F(RouteSwitchTest, AStragglersHoldIsUndoneInRedisWhenTheMerchantIsBackFirst) {
-  const auto dept = newDept();
-  const auto a = newRecord(dept, 10);
-  const auto b = newRecord(dept, 10);
-  ASSERT_TRUE(isOk(putRoute(dept, "mysql")));
-  const OrderRef straggler{dept, uniqueName("straggler")};
-  leaveAStraggler(straggler, a, b);
+  Straggler s;
+  ASSERT_NO_FATAL_FAILURE(leaveAStragglerOnMysql(s));
+  const auto& [dept, a, b, straggler] = s;
   auto back = putRoute(dept, "redis");
   ASSERT_TRUE(isOk(back)) << back.describe();
   ASSERT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
   undoAndWait({straggler}, a, b);
   EXPECT_TRUE(isError(api().order(dept, straggler.order_no), 404, "not_found"));
+  EXPECT_TRUE(databaseConverges({a, b}));
+}
+
+// A straggler's order its caller rolls back on the MySQL path gets its lines back there and
+// then, so a switch back to Redis before its undo ran finds nothing of it held: the order
+// is loaded as rolled back, with no hold, and its undo has nothing left to do.
+TEST_F(RouteSwitchTest, AStragglersOrderRolledBackOnMysqlHoldsNothingAfterTheSwitchBack) {
+  Straggler s;
+  ASSERT_NO_FATAL_FAILURE(leaveAStragglerOnMysql(s));
+  const auto& [dept, a, b, straggler] = s;
+  auto rolled_back = api().rollback(dept, straggler.order_no);
+  ASSERT_TRUE(isOk(rolled_back)) << rolled_back.describe();
+  EXPECT_EQ(rolled_back.string("status"), "rolled_back");
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 0, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+
+  auto back = putRoute(dept, "redis");
+  ASSERT_TRUE(isOk(back)) << back.describe();
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 0, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+  EXPECT_EQ(api().order(dept, straggler.order_no).string("status"), "rolled_back");
+  EXPECT_TRUE(isError(api().preallocate(dept, straggler.order_no, {{a, 2}, {b, 3}}), 409,
+                      "order_rolled_back"));
+  // Its undo (the pending-order scan would make it) ends it without a change.
+  undoAndWait({straggler}, a, b);
+  EXPECT_EQ(api().order(dept, straggler.order_no).string("status"), "rolled_back");
   EXPECT_TRUE(databaseConverges({a, b}));
 }
 
