@@ -221,6 +221,9 @@ class Ledger {
   virtual ~Ledger() = default;
 
   [[nodiscard]] virtual Result<std::optional<Quantities>> findRecord(const RecordKey& key) = 0;
+  // findRecord of each key, in one read: the answer i is keys[i]'s.
+  [[nodiscard]] virtual Result<std::vector<std::optional<Quantities>>> findRecords(
+      const std::vector<RecordKey>& keys) = 0;
   // Creates a zero record unless it exists.
   [[nodiscard]] virtual Result<void> ensureRecord(const RecordKey& key) = 0;
   // Claims an adjust ref (unique per dept_no) for this body digest.

@@ -222,29 +222,38 @@ std::vector<ShortLine> PreallocationService::collectShortLines(const Preallocate
                                                                std::size_t first_short,
                                                                std::int64_t first_available) {
   // The first short line is known exactly; the lines after it were not tried, so they are
-  // named when a read shows them short too (informational: nothing is held on them).
+  // named when a read shows them short too (informational: nothing is held on them): from
+  // Redis, or for the records not loaded, from the database in one read (as GET /v1/stock
+  // reads a record). This runs before the undo, so the held lines wait for it. A record
+  // never seen has nothing available.
   std::vector<ShortLine> short_lines;
   const auto& first = request.lines[first_short];
   short_lines.push_back({first.key, first.qty, first_available});
-  constexpr int kShortLineDatabaseReadsMax = 8;
-  int database_reads = 0;
+  std::vector<std::optional<std::int64_t>> available(request.lines.size());
+  std::vector<std::size_t> not_loaded;
+  std::vector<RecordKey> not_loaded_keys;
+  for (std::size_t i = first_short + 1; i < request.lines.size(); ++i) {
+    auto hot = hot_.readRecord(request.lines[i].key);
+    if (!hot) continue;  // unknown: not named
+    if (*hot) {
+      available[i] = (*hot)->available();
+    } else {
+      not_loaded.push_back(i);
+      not_loaded_keys.push_back(request.lines[i].key);
+    }
+  }
+  if (!not_loaded.empty()) {
+    if (auto rows = ledger_.findRecords(not_loaded_keys)) {
+      for (std::size_t j = 0; j < not_loaded.size(); ++j) {
+        available[not_loaded[j]] = (*rows)[j] ? (*rows)[j]->available() : 0;
+      }
+    }
+  }
   for (std::size_t i = first_short + 1; i < request.lines.size(); ++i) {
     const auto& line = request.lines[i];
-    // Redis, or the database for a record not loaded yet (as GET /v1/stock reads it), a
-    // few of them only: this runs before the undo, and a slow database must not keep the
-    // held lines waiting. A record never seen has nothing available.
-    auto hot = hot_.readRecord(line.key);
-    if (!hot) continue;
-    std::optional<Quantities> stored = *hot;
-    if (!stored) {
-      if (database_reads == kShortLineDatabaseReadsMax) continue;
-      ++database_reads;
-      auto row = ledger_.findRecord(line.key);
-      if (!row) continue;
-      stored = *row;
+    if (available[i] && *available[i] < line.qty) {
+      short_lines.push_back({line.key, line.qty, *available[i]});
     }
-    const std::int64_t available = stored ? stored->available() : 0;
-    if (available < line.qty) short_lines.push_back({line.key, line.qty, available});
   }
   return short_lines;
 }

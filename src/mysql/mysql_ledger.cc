@@ -3,7 +3,9 @@
 // in a cycle.
 #include "mysql/mysql_ledger.h"
 
+#include <algorithm>
 #include <array>
+#include <unordered_map>
 
 #include "mysql/record_params.h"
 
@@ -13,6 +15,15 @@ namespace {
 constexpr std::string_view kSelectStock =
     "SELECT on_hand, preallocated, shortage FROM stock WHERE dept_no = ? AND goods_no = ? "
     "AND warehouse_no = ? AND stock_status = ? AND stock_type = ? AND goods_level = ?";
+
+// kSelectStock of many records: the row-constructor IN is a point lookup of the primary key
+// per record. Followed by one "(?, ?, ?, ?, ?, ?)" per record, joined by commas, and ")".
+constexpr std::string_view kSelectStocksPrefix =
+    "SELECT dept_no, goods_no, warehouse_no, stock_status, stock_type, goods_level, on_hand,"
+    " preallocated, shortage FROM stock WHERE (dept_no, goods_no, warehouse_no, stock_status,"
+    " stock_type, goods_level) IN (";
+// Records per statement of findRecords: an order's lines at most, as it is used.
+constexpr std::size_t kSelectStocksBatchMax = 200;
 
 // A no-op update on a duplicate, rather than INSERT IGNORE, because IGNORE also turns real
 // data errors (an over-long value) into warnings.
@@ -126,6 +137,38 @@ Result<std::optional<Quantities>> MysqlLedger::findRecord(const RecordKey& key) 
   ALLOT_TRY(preallocated, rows[0].integer(1));
   ALLOT_TRY(shortage, rows[0].integer(2));
   return std::optional<Quantities>{Quantities{on_hand, preallocated, shortage}};
+}
+
+Result<std::vector<std::optional<Quantities>>> MysqlLedger::findRecords(
+    const std::vector<RecordKey>& keys) {
+  std::vector<std::optional<Quantities>> found(keys.size());
+  if (keys.empty()) return found;
+  std::unordered_map<std::string, std::vector<std::size_t>> positions;  // index -> keys' i
+  for (std::size_t i = 0; i < keys.size(); ++i) positions[keys[i].index()].push_back(i);
+  ALLOT_TRY(lease, pool_->acquire());
+  for (std::size_t begin = 0; begin < keys.size(); begin += kSelectStocksBatchMax) {
+    const std::size_t end = std::min(keys.size(), begin + kSelectStocksBatchMax);
+    std::string sql(kSelectStocksPrefix);
+    std::vector<Param> params;
+    params.reserve((end - begin) * 6);
+    for (std::size_t i = begin; i < end; ++i) {
+      sql += i == begin ? "(?, ?, ?, ?, ?, ?)" : ", (?, ?, ?, ?, ?, ?)";
+      const auto key_params = keyParams(keys[i]);
+      params.insert(params.end(), key_params.begin(), key_params.end());
+    }
+    sql += ")";
+    ALLOT_TRY(rows, lease->query(sql, params));
+    for (const Row& row : rows) {
+      const RecordKey key = recordKeyOf(std::string(row.text(0)), row, 1);
+      ALLOT_TRY(on_hand, row.integer(6));
+      ALLOT_TRY(preallocated, row.integer(7));
+      ALLOT_TRY(shortage, row.integer(8));
+      const auto at = positions.find(key.index());
+      if (at == positions.end()) continue;  // not asked for: cannot happen
+      for (const std::size_t i : at->second) found[i] = Quantities{on_hand, preallocated, shortage};
+    }
+  }
+  return found;
 }
 
 Result<void> MysqlLedger::ensureRecord(const RecordKey& key) {

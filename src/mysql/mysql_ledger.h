@@ -35,6 +35,8 @@ class MysqlLedger final : public Ledger {
   [[nodiscard]] const MigrationReport& migrationReport() const { return migration_report_; }
 
   [[nodiscard]] Result<std::optional<Quantities>> findRecord(const RecordKey& key) override;
+  [[nodiscard]] Result<std::vector<std::optional<Quantities>>> findRecords(
+      const std::vector<RecordKey>& keys) override;
   [[nodiscard]] Result<void> ensureRecord(const RecordKey& key) override;
   [[nodiscard]] Result<AdjustmentClaim> claimAdjustment(const RecordKey& key,
                                                         const std::string& ref,

@@ -343,6 +343,38 @@ TEST_F(ContractTest, ARefusalNamesOnlyTheShortLines) {
   EXPECT_TRUE(stockIs(stored, Quantities{5, 0, 0}));
 }
 
+// However many: a long order on records Redis has not loaded names each short one, from the
+// database's row or, for a record never seen, with nothing available.
+TEST_F(ContractTest, ARefusalNamesEveryShortLineOfALongOrder) {
+  const std::string dept = newDept();
+  auto ledger = openLedger();
+  ASSERT_NE(ledger, nullptr);
+  std::vector<Line> lines{{newRecord(dept, 1), 100}};
+  std::vector<std::string> expected{lines[0].key.goods_no};
+  for (int i = 0; i < 12; ++i) {
+    const RecordKey stored = makeKey(dept, uniqueName("stored"), "W1");
+    ASSERT_TRUE(ledger->ensureRecord(stored).has_value());
+    ASSERT_TRUE(ledger->applyAdjustment(stored, uniqueName("ref"), 2).has_value());
+    const bool short_of_it = i % 2 == 0;
+    lines.push_back({stored, short_of_it ? 3 : 2});
+    if (short_of_it) expected.push_back(stored.goods_no);
+    const RecordKey unknown = makeKey(dept, uniqueName("unknown"), "W1");
+    lines.push_back({unknown, 1});
+    expected.push_back(unknown.goods_no);
+  }
+  const ApiResponse refused = api().preallocate(dept, uniqueName("o"), lines);
+  ASSERT_TRUE(isError(refused, 409, "insufficient_stock"));
+  const auto* body = refused.object();
+  ASSERT_NE(body, nullptr);
+  const auto* named = body->if_contains("lines");
+  ASSERT_TRUE(named != nullptr && named->is_array()) << refused.describe();
+  std::vector<std::string> goods;
+  for (const auto& line : named->as_array()) {
+    goods.emplace_back(line.as_object().at("goods_no").as_string());
+  }
+  EXPECT_EQ(goods, expected) << refused.describe();
+}
+
 TEST_F(ContractTest, PreallocateRetryWithOtherLinesIsAConflict) {
   const std::string dept = newDept();
   const RecordKey first = newRecord(dept, 10);

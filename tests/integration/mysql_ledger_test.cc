@@ -94,6 +94,35 @@ TEST_F(MysqlLedgerTest, KeysAreExactAndCaseSensitive) {
   EXPECT_EQ(quantities(lower).on_hand, 7);
 }
 
+// Many records in one call, more than one statement's worth: each answer is its key's, a key
+// asked twice gets its row twice, and a missing or differently cased record has none.
+TEST_F(MysqlLedgerTest, FindRecordsAnswersEachKeyInItsPlace) {
+  std::vector<RecordKey> keys;
+  for (int i = 0; i < 230; ++i) {
+    keys.push_back(recordOf(dept_, "SKU-" + std::to_string(i)));
+    if (i % 3 == 0) {
+      ASSERT_TRUE(ledger_->applyAdjustment(keys.back(), "r" + std::to_string(i), i));
+    }
+  }
+  keys.push_back(keys[3]);
+  keys.push_back(recordOf(dept_, "sku-3"));
+  auto found = ledger_->findRecords(keys);
+  ASSERT_TRUE(found) << found.error().message;
+  ASSERT_EQ(found->size(), keys.size());
+  for (int i = 0; i < 230; ++i) {
+    if (i % 3 == 0) {
+      EXPECT_EQ((*found)[i], (Quantities{i, 0, 0})) << keys[i].index();
+    } else {
+      EXPECT_FALSE((*found)[i].has_value()) << keys[i].index();
+    }
+  }
+  EXPECT_EQ((*found)[230], (Quantities{3, 0, 0}));
+  EXPECT_FALSE((*found)[231].has_value());
+  auto none = ledger_->findRecords({});
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_TRUE(none->empty());
+}
+
 // ---- Adjustment claims ----
 
 TEST_F(MysqlLedgerTest, ClaimAdjustmentFollowsTheRefsState) {

@@ -217,6 +217,17 @@ Result<std::optional<Quantities>> FakeLedger::findRecord(const RecordKey& key) {
   return std::optional<Quantities>(it->second);
 }
 
+Result<std::vector<std::optional<Quantities>>> FakeLedger::findRecords(
+    const std::vector<RecordKey>& keys) {
+  ALLOT_TRY_VOID(maybeFail("findRecords"));
+  std::vector<std::optional<Quantities>> found;
+  for (const auto& key : keys) {
+    auto it = records.find(key.index());
+    found.push_back(it == records.end() ? std::nullopt : std::optional<Quantities>(it->second));
+  }
+  return found;
+}
+
 Result<void> FakeLedger::ensureRecord(const RecordKey& key) {
   ALLOT_TRY_VOID(maybeFail("ensureRecord"));
   records.try_emplace(key.index());

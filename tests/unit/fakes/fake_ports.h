@@ -91,6 +91,8 @@ class FakeLedger final : public Ledger {
   };
 
   Result<std::optional<Quantities>> findRecord(const RecordKey& key) override;
+  Result<std::vector<std::optional<Quantities>>> findRecords(
+      const std::vector<RecordKey>& keys) override;
   Result<void> ensureRecord(const RecordKey& key) override;
   Result<AdjustmentClaim> claimAdjustment(const RecordKey& key, const std::string& ref,
                                           const std::string& digest) override;
