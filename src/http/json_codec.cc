@@ -834,9 +834,13 @@ Result<Route> parseRouteRequest(std::string_view body) {
   return guarded([&] { return readObject(body, routeRequest); });
 }
 
-Result<std::string> parseMerchantPath(std::string_view dept_no) {
-  if (!isValidField(dept_no)) return invalid("dept_no in the path " + fieldRule());
-  return std::string(dept_no);
+Result<std::string> parseMerchantPath(std::string_view segment) {
+  auto dept_no = percentDecode(segment);
+  if (!dept_no) {
+    return invalid("dept_no in the path is malformed: a %-escape that is not two hex digits");
+  }
+  if (!isValidField(*dept_no)) return invalid("dept_no in the path " + fieldRule());
+  return std::move(*dept_no);
 }
 
 std::string encodeMerchantRoute(const MerchantRouteView& view) {

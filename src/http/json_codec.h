@@ -49,9 +49,9 @@ namespace detail {
 [[nodiscard]] Result<std::optional<std::string>> parseReconcileRequest(std::string_view body);
 // PUT /v1/admin/merchants/{dept_no}: {"route": "redis" | "mysql"}.
 [[nodiscard]] Result<Route> parseRouteRequest(std::string_view body);
-// The {dept_no} of an admin path, checked like every dept_no (percent-encoding is not decoded:
-// a valid dept_no never needs it).
-[[nodiscard]] Result<std::string> parseMerchantPath(std::string_view dept_no);
+// The {dept_no} of an admin path, percent-decoded (RFC 3986: "D%31" is "D1") and then checked
+// like every dept_no.
+[[nodiscard]] Result<std::string> parseMerchantPath(std::string_view segment);
 // GET and PUT /v1/admin/merchants/{dept_no}: {"dept_no", "route", "configured", "switching"}.
 [[nodiscard]] std::string encodeMerchantRoute(const MerchantRouteView& view);
 

@@ -5,11 +5,11 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
 #include <algorithm>
+#include <boost/json.hpp>
 #include <optional>
-#include <random>
 #include <ostream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -436,14 +436,17 @@ class BodyMaker {
 
  private:
   bool chance(int percent) { return below(100) < static_cast<std::size_t>(percent); }
-  std::size_t below(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(random_); }
+  std::size_t below(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(random_);
+  }
   std::string pick(std::initializer_list<const char*> options) {
     return *(options.begin() + below(options.size()));
   }
 
   std::string member(const std::string& name, const std::string& value) {
     std::string key = "\"" + name + "\"";
-    if (chance(3)) key = "\"\\u00" + std::string(name[0] == 'd' ? "64" : "6f") + name.substr(1) + "\"";
+    if (chance(3))
+      key = "\"\\u00" + std::string(name[0] == 'd' ? "64" : "6f") + name.substr(1) + "\"";
     return key + (chance(10) ? " : " : ":") + value;
   }
   std::string object(std::vector<std::string> members) {
@@ -540,8 +543,8 @@ TEST(ParsePreallocate, TheOnePassReaderAcceptsOnlyWhatTheThoroughParseAcceptsAli
   EXPECT_GT(refused, 2000);
 
   for (const std::string& usual :
-       {orderJson(lineJson()), orderWithLines(3), orderJson(lineJson(), R"(,"allow_shortage":true)"),
-        orderJson(lineJson()) + "\n",
+       {orderJson(lineJson()), orderWithLines(3),
+        orderJson(lineJson(), R"(,"allow_shortage":true)"), orderJson(lineJson()) + "\n",
         std::string(R"({"lines":[{"qty":3,"warehouse_no":"W1","dept_no":"D1","goods_no":"G"}],)"
                     R"("order_no":"O","dept_no":"D1"})")}) {
     EXPECT_TRUE(detail::parsePreallocateRequestInOnePass(usual)) << usual;
@@ -616,6 +619,20 @@ TEST(ParseOrderQuery, ReadsBothParameters) {
   ASSERT_TRUE(parsed) << parsed.error().message;
   EXPECT_EQ(parsed->dept_no, "D1");
   EXPECT_EQ(parsed->order_no, "SO-1");
+}
+
+TEST(ParseMerchantPath, DecodesEscapesThenChecksTheField) {
+  for (const auto& [segment, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"D1", "D1"}, {"D%31", "D1"}, {"%44%2d%5F.1", "D-_.1"}}) {
+    const auto parsed = parseMerchantPath(segment);
+    ASSERT_TRUE(parsed) << segment << ": " << parsed.error().message;
+    EXPECT_EQ(*parsed, expected);
+  }
+  for (const std::string segment : {"", "D%2F1", "D%201", "D%3", "D%zz", "D/1", "%7Bx%7D"}) {
+    const auto parsed = parseMerchantPath(segment);
+    ASSERT_FALSE(parsed) << segment;
+    EXPECT_EQ(parsed.error().code, ErrorCode::kInvalidRequest) << segment;
+  }
 }
 
 // ---- The adjust digest ----
