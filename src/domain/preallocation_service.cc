@@ -50,13 +50,23 @@ Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRe
               linesDigest(request.lines),
               newToken(),
               clock_.nowMs()};
-  ALLOT_TRY(claim, claimWithWait(lease));
+  auto claimed = claimWithWait(lease);
+  if (!claimed) {
+    // Redis did not answer the claim, which it may still make (a stalled server runs the
+    // command when it resumes): no call would ever finish or forget that claim.
+    recordUndo(request, "its claim was not answered: " + claimed.error().message);
+    return std::unexpected(claimed.error());
+  }
+  const ClaimOutcome& claim = *claimed;
   switch (claim.kind) {
     case ClaimOutcome::Kind::kClaimed: break;
     case ClaimOutcome::Kind::kReplay: return replayAnswer(request, claim);
     case ClaimOutcome::Kind::kConflict: return std::unexpected(orderConflict(request.order_no));
     case ClaimOutcome::Kind::kRolledBack: return std::unexpected(orderRolledBack(request.order_no));
-    case ClaimOutcome::Kind::kBusy: ALLOT_ASSERT(false);  // claimWithWait turns kBusy into an error
+    case ClaimOutcome::Kind::kBusy:
+      counters_.busy_waits_exhausted.fetch_add(1);
+      return fail(ErrorCode::kUnavailable,
+                  "order " + request.order_no + " is being allocated by another call; retry");
   }
   auto held = holdLines(request, lease);
   if (!held) {
@@ -82,24 +92,21 @@ Result<ClaimOutcome> PreallocationService::claimWithWait(Lease& lease) {
     ALLOT_TRY(claim,
               hot_.claimOrder(lease.order, lease.blob, lease.digest, lease.token, clock_.nowMs()));
     lease.renewed_at_ms = clock_.nowMs();
-    if (claim.kind != ClaimOutcome::Kind::kBusy) return claim;
-    if (clock_.nowMs() >= deadline) {
-      counters_.busy_waits_exhausted.fetch_add(1);
-      return fail(ErrorCode::kUnavailable,
-                  "order " + lease.order.order_no + " is being allocated by another call; retry");
-    }
+    if (claim.kind != ClaimOutcome::Kind::kBusy || clock_.nowMs() >= deadline) return claim;
     clock_.sleepMs(pause_ms);
     pause_ms = std::min<std::int64_t>(pause_ms * 2, 50);
   }
 }
 
-bool PreallocationService::stillOwner(Lease& lease, bool force) {
+bool PreallocationService::stillOwner(Lease& lease, bool force, bool* unknown) {
   const std::int64_t now = clock_.nowMs();
   if (!force && now - lease.renewed_at_ms < options_.order_lease_ms / 6) return true;
   auto claim = hot_.claimOrder(lease.order, lease.blob, lease.digest, lease.token, now);
   if (!claim) {
     // Redis did not answer: the claim is still ours while well inside the last lease.
-    return now - lease.renewed_at_ms < options_.order_lease_ms / 2;
+    const bool inside = now - lease.renewed_at_ms < options_.order_lease_ms / 2;
+    if (!inside && unknown != nullptr) *unknown = true;
+    return inside;
   }
   if (claim->kind != ClaimOutcome::Kind::kClaimed) return false;
   lease.renewed_at_ms = now;
@@ -107,11 +114,34 @@ bool PreallocationService::stillOwner(Lease& lease, bool force) {
 }
 
 bool PreallocationService::undoOrder(const PreallocateRequest& request, Lease& lease) {
-  if (!stillOwner(lease, /*force=*/true)) return false;  // the new owner decides about the lines
+  bool unknown = false;
+  if (!stillOwner(lease, /*force=*/true, &unknown)) {
+    // The new owner decides about the lines; when Redis could not say whether there is one,
+    // the undo task does, later (it leaves a live owner's claim alone).
+    if (unknown) recordUndo(request, "Redis did not answer while the order was undone");
+    return false;
+  }
   if (releaseLines(request.order_no, keysOf(request), ReleaseKind::kUndo)) {
-    (void)hot_.abortOrder(lease.order, lease.token);  // a leftover claim expires with its lease
+    // Every line is released (or has its task, which forgets the claim too): a claim left
+    // now would keep the order "being allocated" for good.
+    if (auto aborted = hot_.abortOrder(lease.order, lease.token); !aborted) {
+      recordUndo(request, "its claim could not be dropped: " + aborted.error().message);
+    }
   }
   return true;
+}
+
+void PreallocationService::recordUndo(const PreallocateRequest& request,
+                                      const std::string& reason) {
+  recordCompensation({"release_undo", request.lines.front().key, request.order_no, reason});
+}
+
+void PreallocationService::recordCompensation(const CompensationTask& task) {
+  if (ledger_.recordCompensation(task)) {
+    counters_.compensations_recorded.fetch_add(1);
+  } else {
+    counters_.compensations_unrecorded.fetch_add(1);
+  }
 }
 
 std::vector<RecordKey> PreallocationService::keysOf(const PreallocateRequest& request) {
@@ -315,26 +345,29 @@ bool PreallocationService::releaseLines(const std::string& order_no,
                                         const std::vector<RecordKey>& keys, ReleaseKind kind) {
   static constexpr const char* kKindNames[] = {"release_undo", "release_rollback",
                                                "release_deduct"};
+  // A failure that took this long was a timeout: Redis is stalled, a retry would wait as long
+  // again, and so would every later line (a refused or reset connection fails at once).
+  constexpr std::int64_t kStalledMs = 500;
   bool all_released = true;
+  std::optional<std::string> stalled;  // the timeout of an earlier line
   for (const auto& key : keys) {
-    Result<ReleaseOutcome> outcome = fail(ErrorCode::kInternal, "not attempted");
-    for (int attempt = 0; attempt < options_.reverse_attempts; ++attempt) {
+    Result<ReleaseOutcome> outcome =
+        fail(ErrorCode::kUnavailable,
+             "not tried: Redis timed out on an earlier line (" + stalled.value_or("") + ")");
+    for (int attempt = 0; !stalled && attempt < options_.reverse_attempts; ++attempt) {
       if (attempt > 0) {
         counters_.reverse_retries.fetch_add(1);
         clock_.sleepMs(5 << attempt);
       }
+      const std::int64_t started = clock_.nowMs();
       outcome = hot_.release(key, order_no, kind);
       if (outcome) break;
+      if (clock_.nowMs() - started >= kStalledMs) stalled = outcome.error().message;
     }
     if (outcome) continue;
     all_released = false;
-    const CompensationTask task{kKindNames[static_cast<int>(kind)], key, order_no,
-                                outcome.error().message};
-    if (ledger_.recordCompensation(task)) {
-      counters_.compensations_recorded.fetch_add(1);
-    } else {
-      counters_.compensations_unrecorded.fetch_add(1);
-    }
+    recordCompensation(
+        {kKindNames[static_cast<int>(kind)], key, order_no, outcome.error().message});
   }
   return all_released;
 }

@@ -54,8 +54,9 @@ class PreallocationService final : public StockApi {
   [[nodiscard]] Result<ClaimOutcome> claimWithWait(Lease& lease);
   [[nodiscard]] Result<PreallocateOutcome> replayAnswer(const PreallocateRequest& request,
                                                         const ClaimOutcome& claim);
-  // Renews the claim when due (always when force is set); false once another caller owns it.
-  bool stillOwner(Lease& lease, bool force);
+  // Renews the claim when due (always when force is set); false once another caller owns it,
+  // or when Redis did not answer past half a lease (then *unknown is set, when given).
+  bool stillOwner(Lease& lease, bool force, bool* unknown = nullptr);
   [[nodiscard]] Result<HeldLines> holdLines(const PreallocateRequest& request, Lease& lease);
   [[nodiscard]] Result<HoldOutcome> holdOne(const LineRequest& line, const std::string& order_no,
                                             bool allow_shortage);
@@ -68,10 +69,18 @@ class PreallocationService final : public StockApi {
   // forgets the claim, so the same order_no may be tried again. False when another caller
   // owns the order now (and nothing was touched).
   bool undoOrder(const PreallocateRequest& request, Lease& lease);
+  // Records the undo of the order as a compensation task, for a claim this call may have left
+  // in Redis without being able to drop it: the task takes it over once its lease has passed,
+  // releases whatever it holds and forgets it (and finds nothing to do when there is none).
+  void recordUndo(const PreallocateRequest& request, const std::string& reason);
+  // Records a compensation task; counts whether it could be.
+  void recordCompensation(const CompensationTask& task);
   [[nodiscard]] static std::vector<RecordKey> keysOf(const PreallocateRequest& request);
   [[nodiscard]] Result<EndAnswer> endOrder(const OrderRef& order, ReleaseKind kind);
-  // Releases each line, retrying; records what still fails as a compensation task.
-  // False when some line could not be released now.
+  // Releases each line, retrying a failure that came fast; records what still fails as a
+  // compensation task. Once Redis has timed out on a line, no later one is tried (each would
+  // wait out its timeout): they get their tasks straight away. False when some line could
+  // not be released now.
   bool releaseLines(const std::string& order_no, const std::vector<RecordKey>& keys,
                     ReleaseKind kind);
   [[nodiscard]] Result<HotAdjustOutcome> adjustInRedis(const RecordKey& key, const std::string& ref,

@@ -228,6 +228,65 @@ TEST_F(ServiceTest, AFailingReverseIsRetriedThenRecordedAsACompensationTask) {
   EXPECT_EQ(counters_.compensations_recorded.load(), 2u);
 }
 
+// A release that fails only after a timeout (Redis stalled) is not tried again, and neither
+// is any later line: each would wait out the same timeout before the answer. Every line gets
+// its task at once.
+TEST_F(ServiceTest, AStalledReleaseIsNotRetriedAndTheLaterLinesGetTheirTasksUntried) {
+  stock("G1", 10);
+  stock("G2", 10);
+  stock("G3", 0);
+  int release_calls = 0;
+  hot_.fail_hook = [&](const std::string& method, const std::string&) -> std::string {
+    if (method != "release") return "";
+    ++release_calls;
+    clock_.now_ms += 2'000;  // the command timeout
+    return "timeout";
+  };
+  const std::int64_t started = clock_.now_ms;
+  auto outcome = service_.preallocate(order("O1", {{"G1", 3}, {"G2", 1}, {"G3", 1}}));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_TRUE(std::holds_alternative<PreallocateRefusal>(*outcome));
+  EXPECT_EQ(release_calls, 1);
+  EXPECT_LE(clock_.now_ms - started, 2'100);
+  ASSERT_EQ(ledger_.compensations.size(), 3u);
+  for (const auto& task : ledger_.compensations) {
+    EXPECT_EQ(task.kind, "release_undo");
+    EXPECT_EQ(task.order_no, "O1");
+  }
+  EXPECT_NE(ledger_.compensations[1].reason.find("not tried"), std::string::npos);
+}
+
+// A claim Redis did not answer may still be made (a stalled server runs the command later);
+// nothing but its undo task would ever forget it.
+TEST_F(ServiceTest, AClaimRedisDidNotAnswerLeavesItsUndoTask) {
+  stock("G1", 10);
+  hot_.fail_hook = [](const std::string& method, const std::string&) {
+    return method == "claimOrder" ? "timeout" : "";
+  };
+  EXPECT_EQ(errorOf(service_.preallocate(order("O1", {{"G1", 3}}))), ErrorCode::kUnavailable);
+  ASSERT_EQ(ledger_.compensations.size(), 1u);
+  EXPECT_EQ(ledger_.compensations[0].kind, "release_undo");
+  EXPECT_EQ(ledger_.compensations[0].order_no, "O1");
+  EXPECT_EQ(ledger_.compensations[0].key, record("G1"));
+}
+
+// A refused order whose lines were all released but whose claim could not be dropped would
+// stay "being allocated" for good: its undo task forgets it.
+TEST_F(ServiceTest, AClaimThatCannotBeDroppedLeavesItsUndoTask) {
+  stock("G1", 10);
+  stock("G2", 0);
+  hot_.fail_hook = [](const std::string& method, const std::string&) {
+    return method == "abortOrder" ? "timeout" : "";
+  };
+  auto outcome = service_.preallocate(order("O1", {{"G1", 3}, {"G2", 1}}));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_TRUE(std::holds_alternative<PreallocateRefusal>(*outcome));
+  EXPECT_EQ(quantities("G1"), (Quantities{10, 0, 0}));
+  ASSERT_EQ(ledger_.compensations.size(), 1u);
+  EXPECT_EQ(ledger_.compensations[0].kind, "release_undo");
+  EXPECT_EQ(ledger_.compensations[0].order_no, "O1");
+}
+
 TEST_F(ServiceTest, AFailingRollbackReleaseAnswers503AndARetryFinishesIt) {
   stock("G1", 10);
   allocate(order("O1", {{"G1", 3}}));
