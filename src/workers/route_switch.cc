@@ -325,9 +325,13 @@ Result<std::int64_t> RouteSwitch::pendingOrderRows(const std::string& dept_no) {
 }
 
 Result<void> RouteSwitch::drain(const std::set<std::string>& streams) {
-  if (write_back_.drainAppendedBefore(streams,
-                                      std::chrono::steady_clock::now() + options_.drain_timeout)) {
-    return {};
+  const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
+  if (write_back_.drainAppendedBefore(streams, deadline)) return {};
+  if (std::chrono::steady_clock::now() < deadline) {
+    // It gave up early: a stream could not be read (the write-back logs why).
+    return fail(ErrorCode::kUnavailable,
+                "the write-back could not drain the merchant's outbox streams: Redis did not "
+                "answer (see the log)");
   }
   return fail(ErrorCode::kUnavailable, "the write-back did not drain within " +
                                            std::to_string(options_.drain_timeout.count()) + " ms");
