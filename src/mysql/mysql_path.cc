@@ -70,6 +70,13 @@ constexpr std::string_view kSelectHeldLines =
     "SELECT goods_no, warehouse_no, stock_status, stock_type, goods_level, qty, allocated, "
     "shortage FROM order_lines WHERE dept_no = ? AND order_no = ? AND state = 'held' "
     "ORDER BY goods_no, warehouse_no, stock_status, stock_type, goods_level";
+// The order's pending_orders row (the write-back dates it by the order's latest hold) when
+// it is younger than the given milliseconds.
+constexpr std::string_view kYoungPendingOrder =
+    "SELECT 1 FROM pending_orders WHERE dept_no = ? AND order_no = ? AND seen_at > "
+    "CURRENT_TIMESTAMP(6) - INTERVAL ? * 1000 MICROSECOND";
+// The age past which a call that held lines and never answered is dead (PendingOrderScan's).
+constexpr std::int64_t kDeadCallAgeMs = limits::kOrderLeaseMs + 5'000;
 constexpr std::string_view kEndHeldLines =
     "UPDATE order_lines SET state = ? WHERE dept_no = ? AND order_no = ? AND state = 'held'";
 
@@ -326,16 +333,25 @@ Result<void> releaseHeldLines(Connection& connection, const OrderRef& order, Ord
   return {};
 }
 
+// An order without an answer can still hold lines: a call on the Redis path that never
+// answered (a straggler of a route switch) whose holds the write-back wrote. When that call is
+// dead, its lines are given back by the rollback that ends the order, here and now: the undo
+// task of the order may never run on this path (the merchant can be switched back to Redis
+// first, which would load them as the holds of a rolled-back order, for good). The call is
+// dead once its holds are older than a claim's lease (plus the pending-order scan's margin for
+// clock skew): a younger one may still commit in Redis, and its lines are left to its undo.
+Result<void> releaseLinesOfADeadCall(Connection& connection, const OrderRef& order) {
+  ALLOT_TRY(young,
+            connection.query(kYoungPendingOrder, {order.dept_no, order.order_no, kDeadCallAgeMs}));
+  if (!young.empty()) return {};
+  return releaseHeldLines(connection, order, OrderStatus::kRolledBack);
+}
+
 Result<EndAnswer> rollbackOnce(Connection& connection, const OrderRef& order) {
-  // An unknown order gets a tombstone, so a late preallocation of it is refused. An order
-  // without an answer can still hold lines: a call on the Redis path that never answered (a
-  // straggler of a route switch) whose holds the write-back wrote. Its caller gives the order
-  // up, so the rollback gives them back, here and now: the undo task of the order may never
-  // run on this path (the merchant can be switched back to Redis first, which would load them
-  // as the holds of a rolled-back order, for good).
+  // An unknown order gets a tombstone, so a late preallocation of it is refused.
   ALLOT_TRY(inserted, insertOrderIfAbsent(connection, order, OrderStatus::kRolledBack, nullptr));
   if (inserted) {
-    ALLOT_TRY_VOID(releaseHeldLines(connection, order, OrderStatus::kRolledBack));
+    ALLOT_TRY_VOID(releaseLinesOfADeadCall(connection, order));
     return EndAnswer{order.order_no, OrderStatus::kRolledBack, false};
   }
   ALLOT_TRY(stored, selectOrder(connection, order, /*for_update=*/false));
@@ -344,9 +360,7 @@ Result<EndAnswer> rollbackOnce(Connection& connection, const OrderRef& order) {
   switch (stored->status) {
     case OrderStatus::kRolledBack:
       // A tombstone (no answer) may have got such lines after it was written.
-      if (!stored->digest) {
-        ALLOT_TRY_VOID(releaseHeldLines(connection, order, OrderStatus::kRolledBack));
-      }
+      if (!stored->digest) ALLOT_TRY_VOID(releaseLinesOfADeadCall(connection, order));
       return EndAnswer{order.order_no, OrderStatus::kRolledBack, true};
     case OrderStatus::kDeducted:
       return fail(ErrorCode::kOrderDeducted, "order " + order.order_no + " was deducted");

@@ -89,14 +89,17 @@ class RouteSwitchTest : public AllotdTest {
         std::chrono::seconds(20));
   }
 
-  // What a straggler leaves: its claim in Redis (its call long dead), its holds as the
-  // write-back applied them (lines, stock and the pending_orders row), and its entries in the
-  // records' live holds, which the eviction leaves.
-  void leaveAStraggler(const OrderRef& order, const RecordKey& a, const RecordKey& b) {
+  // What a straggler leaves: its claim in Redis (its call long dead, unless `alive`), its holds
+  // as the write-back applied them (lines, stock and the pending_orders row, dated by the
+  // holds), and its entries in the records' live holds, which the eviction leaves.
+  void leaveAStraggler(const OrderRef& order, const RecordKey& a, const RecordKey& b,
+                       bool alive = false) {
     auto ledger = openLedger();
     ASSERT_NE(ledger, nullptr);
     ASSERT_TRUE(claimAsASlowCall(order, {{a, 2}, {b, 3}}));
-    ASSERT_TRUE(ageClaimPastItsLease(order));
+    if (!alive) {
+      ASSERT_TRUE(ageClaimPastItsLease(order));
+    }
     auto lease = ledger->pool().acquire();
     ASSERT_TRUE(lease.has_value());
     for (const auto& [key, qty] : std::vector<std::pair<RecordKey, std::int64_t>>{{a, 2}, {b, 3}}) {
@@ -124,8 +127,10 @@ class RouteSwitchTest : public AllotdTest {
                       .has_value());
     }
     ASSERT_TRUE((*lease)
-                    ->execute("INSERT INTO pending_orders (dept_no, order_no) VALUES (?, ?)",
-                              {std::string_view(order.dept_no), std::string_view(order.order_no)})
+                    ->execute("INSERT INTO pending_orders (dept_no, order_no, seen_at) VALUES "
+                              "(?, ?, CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND)",
+                              {std::string_view(order.dept_no), std::string_view(order.order_no),
+                               std::int64_t{alive ? 0 : 60}})
                     .has_value());
   }
 
@@ -470,17 +475,26 @@ TEST_F(RouteSwitchTest, AStragglersHoldIsUndoneInRedisWhenTheMerchantIsBackFirst
 }
 
 // A straggler's order its caller rolls back on the MySQL path gets its lines back there and
-// then, so a switch back to Redis before its undo ran finds nothing of it held: the order
-// is loaded as rolled back, with no hold, and its undo has nothing left to do.
+// then, once the straggler is dead (its holds older than a lease), so a switch back to Redis
+// before its undo ran finds nothing of it held: the order is loaded as rolled back, with no
+// hold, and its undo has nothing left to do. A straggler that may still be alive (it could
+// commit in Redis yet) keeps its lines for its undo to decide.
 TEST_F(RouteSwitchTest, AStragglersOrderRolledBackOnMysqlHoldsNothingAfterTheSwitchBack) {
   Straggler s;
   ASSERT_NO_FATAL_FAILURE(leaveAStragglerOnMysql(s));
   const auto& [dept, a, b, straggler] = s;
+  const OrderRef alive{dept, uniqueName("alive")};
+  ASSERT_NO_FATAL_FAILURE(leaveAStraggler(alive, a, b, /*alive=*/true));
+  ASSERT_TRUE(isOk(api().rollback(dept, alive.order_no)));
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 4, 0}));  // both still held
   auto rolled_back = api().rollback(dept, straggler.order_no);
   ASSERT_TRUE(isOk(rolled_back)) << rolled_back.describe();
   EXPECT_EQ(rolled_back.string("status"), "rolled_back");
-  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 0, 0}));
-  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 0, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(a), Quantities{10, 2, 0}));
+  EXPECT_TRUE(hasQuantities(api().stock(b), Quantities{10, 3, 0}));
+  // The live one's undo, once it has found it dead, gives its lines back in the database.
+  ASSERT_TRUE(ageClaimPastItsLease(alive));
+  undoAndWait({alive}, a, b);
 
   auto back = putRoute(dept, "redis");
   ASSERT_TRUE(isOk(back)) << back.describe();
