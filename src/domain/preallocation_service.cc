@@ -7,6 +7,17 @@
 
 namespace allot {
 
+namespace {
+
+// A Redis call that failed after this long timed out: the server is stalled (a refused or
+// reset connection fails at once). A retry would wait as long again, and the command may
+// still run when the server resumes.
+constexpr std::int64_t kStalledMs = 500;
+// How long a call spends on inline releases before it leaves the rest to their tasks.
+constexpr std::int64_t kInlineReleaseBudgetMs = 4'000;
+
+}  // namespace
+
 struct PreallocationService::HeldLines {
   std::vector<LineOutcome> outcomes;  // one per line held so far, in request order
   std::optional<std::size_t> first_short;
@@ -50,11 +61,14 @@ Result<PreallocateOutcome> PreallocationService::preallocate(const PreallocateRe
               linesDigest(request.lines),
               newToken(),
               clock_.nowMs()};
+  const std::int64_t claim_started = clock_.nowMs();
   auto claimed = claimWithWait(lease);
   if (!claimed) {
-    // Redis did not answer the claim, which it may still make (a stalled server runs the
+    // Redis timed out on the claim, which it may still make (a stalled server runs the
     // command when it resumes): no call would ever finish or forget that claim.
-    recordUndo(request, "its claim was not answered: " + claimed.error().message);
+    if (clock_.nowMs() - claim_started >= kStalledMs) {
+      recordUndo(request, "its claim was not answered: " + claimed.error().message);
+    }
     return std::unexpected(claimed.error());
   }
   const ClaimOutcome& claim = *claimed;
@@ -155,7 +169,9 @@ Result<PreallocationService::HeldLines> PreallocationService::holdLines(
     const PreallocateRequest& request, Lease& lease) {
   HeldLines held;
   for (std::size_t i = 0; i < request.lines.size(); ++i) {
-    if (!stillOwner(lease, /*force=*/false)) {
+    bool unknown = false;
+    if (!stillOwner(lease, /*force=*/false, &unknown)) {
+      if (unknown) recordUndo(request, "Redis did not answer while the order was held");
       held.lost_claim = true;
       return held;
     }
@@ -263,8 +279,12 @@ std::vector<ShortLine> PreallocationService::collectShortLines(const Preallocate
   std::vector<std::size_t> not_loaded;
   std::vector<RecordKey> not_loaded_keys;
   for (std::size_t i = first_short + 1; i < request.lines.size(); ++i) {
+    const std::int64_t started = clock_.nowMs();
     auto hot = hot_.readRecord(request.lines[i].key);
-    if (!hot) continue;  // unknown: not named
+    if (!hot) {
+      if (clock_.nowMs() - started >= kStalledMs) break;  // stalled: the rest would wait too
+      continue;                                           // unknown: not named
+    }
     if (*hot) {
       available[i] = (*hot)->available();
     } else {
@@ -345,24 +365,23 @@ bool PreallocationService::releaseLines(const std::string& order_no,
                                         const std::vector<RecordKey>& keys, ReleaseKind kind) {
   static constexpr const char* kKindNames[] = {"release_undo", "release_rollback",
                                                "release_deduct"};
-  // A failure that took this long was a timeout: Redis is stalled, a retry would wait as long
-  // again, and so would every later line (a refused or reset connection fails at once).
-  constexpr std::int64_t kStalledMs = 500;
+  // A failure that came at once is retried; a timeout is not. Every line is tried while the
+  // budget lasts (on Redis Cluster a stalled node stalls only its own lines); the lines left
+  // then get their tasks untried, so the answer comes within a few timeouts.
+  const std::int64_t give_up_at = clock_.nowMs() + kInlineReleaseBudgetMs;
   bool all_released = true;
-  std::optional<std::string> stalled;  // the timeout of an earlier line
   for (const auto& key : keys) {
-    Result<ReleaseOutcome> outcome =
-        fail(ErrorCode::kUnavailable,
-             "not tried: Redis timed out on an earlier line (" + stalled.value_or("") + ")");
-    for (int attempt = 0; !stalled && attempt < options_.reverse_attempts; ++attempt) {
+    Result<ReleaseOutcome> outcome = fail(
+        ErrorCode::kUnavailable, "not tried: the releases before it took too long (Redis stalled)");
+    for (int attempt = 0; attempt < options_.reverse_attempts && clock_.nowMs() < give_up_at;
+         ++attempt) {
       if (attempt > 0) {
         counters_.reverse_retries.fetch_add(1);
         clock_.sleepMs(5 << attempt);
       }
       const std::int64_t started = clock_.nowMs();
       outcome = hot_.release(key, order_no, kind);
-      if (outcome) break;
-      if (clock_.nowMs() - started >= kStalledMs) stalled = outcome.error().message;
+      if (outcome || clock_.nowMs() - started >= kStalledMs) break;
     }
     if (outcome) continue;
     all_released = false;

@@ -77,10 +77,9 @@ class PreallocationService final : public StockApi {
   void recordCompensation(const CompensationTask& task);
   [[nodiscard]] static std::vector<RecordKey> keysOf(const PreallocateRequest& request);
   [[nodiscard]] Result<EndAnswer> endOrder(const OrderRef& order, ReleaseKind kind);
-  // Releases each line, retrying a failure that came fast; records what still fails as a
-  // compensation task. Once Redis has timed out on a line, no later one is tried (each would
-  // wait out its timeout): they get their tasks straight away. False when some line could
-  // not be released now.
+  // Releases each line, retrying a failure that came fast (not a timeout); records what still
+  // fails as a compensation task. Lines still left after 4 s (Redis timing out) are not tried:
+  // they get their tasks straight away. False when some line could not be released now.
   bool releaseLines(const std::string& order_no, const std::vector<RecordKey>& keys,
                     ReleaseKind kind);
   [[nodiscard]] Result<HotAdjustOutcome> adjustInRedis(const RecordKey& key, const std::string& ref,

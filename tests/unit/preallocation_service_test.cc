@@ -228,13 +228,14 @@ TEST_F(ServiceTest, AFailingReverseIsRetriedThenRecordedAsACompensationTask) {
   EXPECT_EQ(counters_.compensations_recorded.load(), 2u);
 }
 
-// A release that fails only after a timeout (Redis stalled) is not tried again, and neither
-// is any later line: each would wait out the same timeout before the answer. Every line gets
-// its task at once.
-TEST_F(ServiceTest, AStalledReleaseIsNotRetriedAndTheLaterLinesGetTheirTasksUntried) {
+// A release that fails only after a timeout (Redis stalled) is not tried again, and the
+// lines still left after the inline budget (4 s) are not tried at all: each would wait out the
+// same timeout before the answer. Every line gets its task.
+TEST_F(ServiceTest, AStalledReleaseIsNotRetriedAndTheLinesPastTheBudgetGetTheirTasksUntried) {
   stock("G1", 10);
   stock("G2", 10);
-  stock("G3", 0);
+  stock("G3", 10);
+  stock("G4", 0);
   int release_calls = 0;
   hot_.fail_hook = [&](const std::string& method, const std::string&) -> std::string {
     if (method != "release") return "";
@@ -243,25 +244,34 @@ TEST_F(ServiceTest, AStalledReleaseIsNotRetriedAndTheLaterLinesGetTheirTasksUntr
     return "timeout";
   };
   const std::int64_t started = clock_.now_ms;
-  auto outcome = service_.preallocate(order("O1", {{"G1", 3}, {"G2", 1}, {"G3", 1}}));
+  auto outcome = service_.preallocate(order("O1", {{"G1", 3}, {"G2", 1}, {"G3", 1}, {"G4", 1}}));
   ASSERT_TRUE(outcome.has_value());
   EXPECT_TRUE(std::holds_alternative<PreallocateRefusal>(*outcome));
-  EXPECT_EQ(release_calls, 1);
-  EXPECT_LE(clock_.now_ms - started, 2'100);
-  ASSERT_EQ(ledger_.compensations.size(), 3u);
+  EXPECT_EQ(release_calls, 2);
+  EXPECT_LE(clock_.now_ms - started, 4'100);
+  ASSERT_EQ(ledger_.compensations.size(), 4u);
   for (const auto& task : ledger_.compensations) {
     EXPECT_EQ(task.kind, "release_undo");
     EXPECT_EQ(task.order_no, "O1");
   }
-  EXPECT_NE(ledger_.compensations[1].reason.find("not tried"), std::string::npos);
+  EXPECT_EQ(ledger_.compensations[1].reason, "timeout");
+  EXPECT_NE(ledger_.compensations[2].reason.find("not tried"), std::string::npos);
 }
 
-// A claim Redis did not answer may still be made (a stalled server runs the command later);
-// nothing but its undo task would ever forget it.
-TEST_F(ServiceTest, AClaimRedisDidNotAnswerLeavesItsUndoTask) {
+// A claim Redis timed out on may still be made (a stalled server runs the command later);
+// nothing but its undo task would ever forget it. A claim refused at once (no connection)
+// never reached Redis and leaves nothing.
+TEST_F(ServiceTest, AClaimRedisTimedOutOnLeavesItsUndoTask) {
   stock("G1", 10);
   hot_.fail_hook = [](const std::string& method, const std::string&) {
-    return method == "claimOrder" ? "timeout" : "";
+    return method == "claimOrder" ? "connection refused" : "";
+  };
+  EXPECT_EQ(errorOf(service_.preallocate(order("O1", {{"G1", 3}}))), ErrorCode::kUnavailable);
+  EXPECT_TRUE(ledger_.compensations.empty());
+  hot_.fail_hook = [&](const std::string& method, const std::string&) -> std::string {
+    if (method != "claimOrder") return "";
+    clock_.now_ms += 2'000;
+    return "timeout";
   };
   EXPECT_EQ(errorOf(service_.preallocate(order("O1", {{"G1", 3}}))), ErrorCode::kUnavailable);
   ASSERT_EQ(ledger_.compensations.size(), 1u);
