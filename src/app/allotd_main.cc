@@ -273,11 +273,11 @@ int run(const allot::app::Config& config) {
   });
   compensation_worker.start();
   // Its third stage: an order whose call ended without answering (pending past its claim's
-  // lease, with lines held) becomes an undo task for the worker above. The margin covers clock
-  // skew between MariaDB, which dates the rows, and Redis, which measures the lease.
+  // lease and a margin for clock skew, limits::kDeadCallAgeMs, with lines held) becomes an
+  // undo task for the worker above.
   allot::mysql::PendingOrderScan pending_scan((*ledger)->pool());
   allot::workers::Periodic pending_scan_worker(std::chrono::seconds(5), [&] {
-    const allot::mysql::PendingScanOptions options{allot::limits::kOrderLeaseMs + 5'000, 100};
+    const allot::mysql::PendingScanOptions options{allot::limits::kDeadCallAgeMs, 100};
     std::uint64_t found = 0;
     for (int pass = 0; pass < 100; ++pass) {  // a backlog goes in batches, up to 10,000 a tick
       auto report = pending_scan.runOnce(options);

@@ -40,6 +40,10 @@ inline constexpr std::size_t kWriteBackBatchEventsMax = 10'000;
 
 inline constexpr std::int64_t kOrderLeaseMs = 30'000;  // a pending order's claim
 inline constexpr std::int64_t kBusyWaitMs = 2'000;     // how long a duplicate waits
+// A call that held lines and has not answered is dead once its holds are this old: a claim's
+// lease plus a margin for clock skew between MariaDB, which dates pending_orders rows, and
+// Redis, which measures the lease (the pending-order scan and the MySQL path's rollback).
+inline constexpr std::int64_t kDeadCallAgeMs = kOrderLeaseMs + 5'000;
 inline constexpr std::int64_t kRetentionSecondsDefault = 7 * 24 * 3600;
 
 // A full order of maximal lines must fit in a body well below the limit.

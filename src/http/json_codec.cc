@@ -634,11 +634,12 @@ class PreallocateReader {
 
 using QueryParameters = std::map<std::string, std::string, std::less<>>;
 
-// Decodes one query component.
-[[nodiscard]] Result<std::string> percentDecoded(std::string_view text) {
+// Decodes one component of the request target (`where` names it in the error).
+[[nodiscard]] Result<std::string> percentDecoded(std::string_view text,
+                                                 std::string_view where = "the query string") {
   auto decoded = percentDecode(text);
   if (!decoded) {
-    return invalid("the query string is malformed: a %-escape that is not two hex digits");
+    return invalid(std::string(where) + " is malformed: a %-escape that is not two hex digits");
   }
   return std::move(*decoded);
 }
@@ -835,12 +836,9 @@ Result<Route> parseRouteRequest(std::string_view body) {
 }
 
 Result<std::string> parseMerchantPath(std::string_view segment) {
-  auto dept_no = percentDecode(segment);
-  if (!dept_no) {
-    return invalid("dept_no in the path is malformed: a %-escape that is not two hex digits");
-  }
-  if (!isValidField(*dept_no)) return invalid("dept_no in the path " + fieldRule());
-  return std::move(*dept_no);
+  ALLOT_TRY(dept_no, percentDecoded(segment, "dept_no in the path"));
+  if (!isValidField(dept_no)) return invalid("dept_no in the path " + fieldRule());
+  return dept_no;
 }
 
 std::string encodeMerchantRoute(const MerchantRouteView& view) {

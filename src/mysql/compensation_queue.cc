@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "mysql/mysql_path.h"
+#include "mysql/record_params.h"
 
 namespace allot::mysql {
 
@@ -44,9 +45,7 @@ Result<std::vector<DueCompensation>> MysqlCompensationQueue::takeDue(
       item.id = id;
       item.attempts = static_cast<int>(attempts);
       item.task.kind = std::string(row.text(2));
-      item.task.key =
-          RecordKey{std::string(row.text(3)), std::string(row.text(4)), std::string(row.text(5)),
-                    std::string(row.text(6)), std::string(row.text(7)), std::string(row.text(8))};
+      item.task.key = recordKeyOf(std::string(row.text(3)), row, 4);
       item.task.order_no = std::string(row.text(9));
       item.task.reason = std::string(row.text(10));
       ALLOT_TRY_VOID(connection.execute(

@@ -75,8 +75,6 @@ constexpr std::string_view kSelectHeldLines =
 constexpr std::string_view kYoungPendingOrder =
     "SELECT 1 FROM pending_orders WHERE dept_no = ? AND order_no = ? AND seen_at > "
     "CURRENT_TIMESTAMP(6) - INTERVAL ? * 1000 MICROSECOND";
-// The age past which a call that held lines and never answered is dead (PendingOrderScan's).
-constexpr std::int64_t kDeadCallAgeMs = limits::kOrderLeaseMs + 5'000;
 constexpr std::string_view kEndHeldLines =
     "UPDATE order_lines SET state = ? WHERE dept_no = ? AND order_no = ? AND state = 'held'";
 
@@ -341,8 +339,8 @@ Result<void> releaseHeldLines(Connection& connection, const OrderRef& order, Ord
 // dead once its holds are older than a claim's lease (plus the pending-order scan's margin for
 // clock skew): a younger one may still commit in Redis, and its lines are left to its undo.
 Result<void> releaseLinesOfADeadCall(Connection& connection, const OrderRef& order) {
-  ALLOT_TRY(young,
-            connection.query(kYoungPendingOrder, {order.dept_no, order.order_no, kDeadCallAgeMs}));
+  ALLOT_TRY(young, connection.query(kYoungPendingOrder,
+                                    {order.dept_no, order.order_no, limits::kDeadCallAgeMs}));
   if (!young.empty()) return {};
   return releaseHeldLines(connection, order, OrderStatus::kRolledBack);
 }
