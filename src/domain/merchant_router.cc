@@ -43,32 +43,49 @@ Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>&
   // never wait for the database. (Entries are never erased, so `entry` stays valid.)
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.call_wait_ms);
-  while (entry.refreshing) {
-    if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout && entry.refreshing) {
-      return std::unexpected(unavailable(
-          "the route of merchant " + dept_no + " is being read and the database has not " +
-          "answered for " + std::to_string(options_.call_wait_ms) + " ms; retry"));
+  while (true) {
+    // A reader that began before the latest switch step does not count: what it reads may be
+    // older than the switch, so it is neither waited for nor believed.
+    while (entry.refreshing && entry.reading_epoch == entry.epoch) {
+      if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout && entry.refreshing &&
+          entry.reading_epoch == entry.epoch) {
+        return std::unexpected(unavailable(
+            "the route of merchant " + dept_no + " is being read and the database has not " +
+            "answered for " + std::to_string(options_.call_wait_ms) + " ms; retry"));
+      }
     }
+    if (!force && fresh()) return {};  // another caller has just read it
+    const auto epoch = entry.epoch;
+    entry.refreshing = true;
+    entry.reading_epoch = epoch;
+    lock.unlock();
+    auto stored = table_.findRoute(dept_no);
+    const auto now = steadyMs();
+    lock.lock();
+    if (entry.reading_epoch == epoch) entry.refreshing = false;
+    shard.changed.notify_all();
+    if (entry.epoch != epoch) {
+      // A switch closed or opened the gate while the table was read: this read may show the
+      // route before the switch. Landing it as fresh would send calls to the path the merchant
+      // has just left, so read again (or let the caller retry).
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return std::unexpected(
+            unavailable("the route of merchant " + dept_no + " changed while it was read; retry"));
+      }
+      continue;
+    }
+    if (!stored) {
+      // Keep serving a route read before: the table being unreachable for a moment is no
+      // reason to refuse a merchant whose route is known. A merchant never read must wait.
+      if (entry.loaded_ms >= 0 && !force) return {};
+      return std::unexpected(unavailable("the route of merchant " + dept_no +
+                                         " cannot be read: " + stored.error().message));
+    }
+    entry.configured = stored->has_value();
+    entry.stored = stored->value_or(StoredRoute{options_.default_route, false});
+    entry.loaded_ms = now;
+    return {};
   }
-  if (!force && fresh()) return {};  // another caller has just read it
-  entry.refreshing = true;
-  lock.unlock();
-  auto stored = table_.findRoute(dept_no);
-  const auto now = steadyMs();
-  lock.lock();
-  entry.refreshing = false;
-  shard.changed.notify_all();
-  if (!stored) {
-    // Keep serving a route read before: the table being unreachable for a moment is no reason
-    // to refuse a merchant whose route is known. A merchant never read must wait for it.
-    if (entry.loaded_ms >= 0 && !force) return {};
-    return std::unexpected(unavailable("the route of merchant " + dept_no +
-                                       " cannot be read: " + stored.error().message));
-  }
-  entry.configured = stored->has_value();
-  entry.stored = stored->value_or(StoredRoute{options_.default_route, false});
-  entry.loaded_ms = now;
-  return {};
 }
 
 Result<Route> MerchantRouter::admit(const std::string& dept_no) {
@@ -198,6 +215,7 @@ Result<MerchantRouteView> MerchantRouter::switchRoute(const std::string& dept_no
   const Route from = entry.stored.route;
   // Close the gate, then wait for the calls already on a path to end.
   entry.local_switch = true;
+  ++entry.epoch;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.drain_calls_ms);
   while (entry.in_flight > 0) {
@@ -219,6 +237,7 @@ Result<MerchantRouteView> MerchantRouter::switchRoute(const std::string& dept_no
   // Whatever happened, the table tells where the merchant stands now. The gate stays closed
   // while it is read (refresh lets the lock go meanwhile): opened before, it would admit calls
   // on the route cached before the switch, still fresh, to the path the merchant just left.
+  ++entry.epoch;
   auto reread = refresh(shard, lock, dept_no, true);
   if (!reread) {
     // Read again by the next call. A move marks the merchant switching in the table before

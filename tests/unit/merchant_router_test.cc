@@ -54,16 +54,17 @@ class NamedPath final : public StockApi {
 class MemoryRouteTable final : public RouteTable {
  public:
   Result<std::optional<StoredRoute>> findRoute(const std::string& dept_no) override {
-    if (hold_reads_) {
-      reading_.set_value();
-      release_reads_.get_future().wait();
-      hold_reads_ = false;
+    const bool hold = hold_reads_.exchange(false);
+    if (hold && !hold_after_reading_) waitForRelease();
+    std::optional<StoredRoute> answer;
+    {
+      std::lock_guard lock(mutex_);
+      reads_++;
+      auto found = routes_.find(dept_no);
+      if (found != routes_.end()) answer = found->second;
     }
-    std::lock_guard lock(mutex_);
-    reads_++;
-    auto found = routes_.find(dept_no);
-    if (found == routes_.end()) return std::optional<StoredRoute>();
-    return std::optional<StoredRoute>(found->second);
+    if (hold && hold_after_reading_) waitForRelease();
+    return answer;
   }
   Result<void> saveRoute(const std::string& dept_no, const StoredRoute& route) override {
     std::lock_guard lock(mutex_);
@@ -79,8 +80,13 @@ class MemoryRouteTable final : public RouteTable {
     std::lock_guard lock(mutex_);
     return reads_;
   }
-  // The next read waits until releaseRead(); readStarted() waits until it has begun.
-  void holdNextRead() { hold_reads_ = true; }
+  // The next read waits until releaseRead(), before it reads or (after_reading) with what it
+  // read in hand, as a slow answer of the database would; readStarted() waits until it has
+  // begun.
+  void holdNextRead(bool after_reading = false) {
+    hold_after_reading_ = after_reading;
+    hold_reads_ = true;
+  }
   void readStarted() { reading_.get_future().wait(); }
   void releaseRead() { release_reads_.set_value(); }
 
@@ -90,6 +96,12 @@ class MemoryRouteTable final : public RouteTable {
   std::mutex mutex_;
   std::map<std::string, StoredRoute> routes_;
   int reads_ = 0;
+  std::atomic<bool> hold_after_reading_{false};
+
+  void waitForRelease() {
+    reading_.set_value();
+    release_reads_.get_future().wait();
+  }
 };
 
 constexpr std::int64_t kRedisAnswer = 1;
@@ -261,6 +273,38 @@ TEST_F(MerchantRouterTest, NoCallTakesTheOldRouteWhileTheSwitchReadsTheNewOne) {
   EXPECT_FALSE(admitted_during_read) << "the fast path was admitted on the old route";
   EXPECT_EQ(call.get(), kMysqlAnswer);
   EXPECT_EQ(redis_.calls(), 1);
+}
+
+// A read of the table that begins while a switch drains (the admin's GET, say) and answers
+// only after the switch has finished holds the route from before it. It must not land as the
+// fresh route, nor hold up the switch's own read.
+TEST_F(MerchantRouterTest, AReadThatAnswersAfterASwitchDoesNotBringBackTheOldRoute) {
+  MerchantRouter router(redis_, mysql_, table_, recordingMove(),
+                        {Route::kRedis, 60'000, 1000, 5000});
+  EXPECT_EQ(served(router, "D1"), kRedisAnswer);
+  redis_.blockNextCalls();
+  auto in_flight = std::async(std::launch::async, [&] { return router.rollback({"D1", "O1"}); });
+  while (redis_.calls() < 2) std::this_thread::yield();
+  auto switching =
+      std::async(std::launch::async, [&] { return router.switchRoute("D1", Route::kMysql); });
+  while (router.tryAdmitRedis("D1")) {  // until the switch has closed the gate
+    router.leave("D1");
+    std::this_thread::yield();
+  }
+  table_.holdNextRead(true);
+  auto slow_view = std::async(std::launch::async, [&] { return router.view("D1"); });
+  table_.readStarted();
+  redis_.releaseCalls();
+  ASSERT_TRUE(in_flight.get().has_value());
+  auto switched = switching.get();
+  table_.releaseRead();
+  auto viewed = slow_view.get();
+  ASSERT_TRUE(switched.has_value()) << switched.error().message;
+  EXPECT_EQ(switched->route, Route::kMysql);
+  ASSERT_TRUE(viewed.has_value()) << viewed.error().message;
+  EXPECT_EQ(viewed->route, Route::kMysql);
+  EXPECT_EQ(served(router, "D1"), kMysqlAnswer);
+  EXPECT_FALSE(router.tryAdmitRedis("D1"));
 }
 
 TEST_F(MerchantRouterTest, AFailedSwitchLeavesTheMerchantRefusedUntilSwitchedAgain) {
