@@ -262,7 +262,7 @@ int run(const allot::app::Config& config) {
   service_options.coalesce_holds = config.coalesce_holds;
   service_options.hold_calls_in_flight = static_cast<std::size_t>(config.hold_calls_in_flight);
   allot::PreallocationService redis_path(store, **ledger, clock, counters, service_options);
-  allot::mysql::MysqlPath mysql_path((*ledger)->pool());
+  allot::mysql::MysqlPath mysql_path((*ledger)->pool(), config.default_route);
   // Compensation, the seed's second stage: apply the reverses that failed inline.
   allot::mysql::MysqlCompensationQueue compensation_queue((*ledger)->pool());
   allot::CompensationProcessor compensation(store, compensation_queue, counters);

@@ -7,6 +7,11 @@
 // uncommitted insert of the same key, unlike a locking read of a missing row under READ
 // COMMITTED, which takes no lock at all), deduct with SELECT ... FOR UPDATE (it must not
 // create the row). Stock rows are then locked in key order.
+//
+// Before any of that, every writing transaction passes the merchant's fence (migration 0009):
+// a shared lock on its merchant_fences row, and on its merchant_routes row, which a route
+// switch takes exclusively first. A transaction that began before a switch is waited for; one
+// that begins after it finds the merchant switching, or on the other path, and answers 503.
 #include "mysql/mysql_path.h"
 
 #include <algorithm>
@@ -115,6 +120,45 @@ std::optional<OrderStatus> statusFromName(std::string_view name) {
 
 Error unknownOrder(const OrderRef& order) {
   return Error{ErrorCode::kNotFound, "order " + order.order_no + " is unknown"};
+}
+
+// ---- the fence ----
+
+// The merchant's fence row and route, read under a shared lock (the route row is locked too
+// when there is one). No row: the merchant has never had a call on this path.
+constexpr std::string_view kSelectFence =
+    "SELECT r.route, r.switching FROM merchant_fences f LEFT JOIN merchant_routes r ON "
+    "r.dept_no = f.dept_no WHERE f.dept_no = ? LOCK IN SHARE MODE";
+// Only when the row is missing: on a row that exists it would take it exclusively, and the
+// MySQL path's calls of the merchant would queue on each other.
+constexpr std::string_view kInsertFence =
+    "INSERT INTO merchant_fences (dept_no) VALUES (?) ON DUPLICATE KEY UPDATE dept_no = dept_no";
+
+// Passes the merchant's fence: holds the shared lock until the transaction ends, and fails
+// with 503 unless the merchant is on the MySQL path and not being switched.
+Result<void> passFence(Connection& connection, const std::string& dept_no, Route default_route) {
+  ALLOT_TRY(rows, connection.query(kSelectFence, {std::string_view(dept_no)}));
+  if (rows.empty()) {
+    ALLOT_TRY_VOID(connection.execute(kInsertFence, {std::string_view(dept_no)}));
+    ALLOT_TRY(locked, connection.query(kSelectFence, {std::string_view(dept_no)}));
+    rows = std::move(locked);
+    if (rows.empty()) return fail(ErrorCode::kInternal, "the fence of " + dept_no + " vanished");
+  }
+  const bool configured = !rows[0].isNull(0);
+  bool switching = false;
+  if (configured) {
+    ALLOT_TRY(flag, rows[0].integer(1));
+    switching = flag != 0;
+  }
+  const bool on_mysql =
+      configured ? rows[0].text(0) == routeName(Route::kMysql) : default_route == Route::kMysql;
+  if (switching || !on_mysql) {
+    return fail(ErrorCode::kUnavailable,
+                "merchant " + dept_no +
+                    (switching ? " is moving between routes" : " has moved to the Redis route") +
+                    "; retry");
+  }
+  return {};
 }
 
 // ---- stock rows ----
@@ -503,7 +547,8 @@ Result<PreallocateOutcome> MysqlPath::preallocate(const PreallocateRequest& requ
   ALLOT_ASSERT(!request.lines.empty() && request.lines.size() <= limits::kOrderLinesMax);
   const std::string digest = linesDigest(request.lines);
   std::optional<PreallocateRefusal> refusal;
-  auto outcome = pool_.withTransaction([&](Connection& connection) {
+  auto outcome = pool_.withTransaction([&](Connection& connection) -> Result<PreallocateOutcome> {
+    ALLOT_TRY_VOID(passFence(connection, request.dept_no, default_route_));
     return preallocateOnce(connection, request, digest, refusal);
   });
   if (!outcome && refusal) return PreallocateOutcome{std::move(*refusal)};
@@ -511,13 +556,17 @@ Result<PreallocateOutcome> MysqlPath::preallocate(const PreallocateRequest& requ
 }
 
 Result<EndAnswer> MysqlPath::rollback(const OrderRef& order) {
-  return pool_.withTransaction(
-      [&](Connection& connection) { return rollbackOnce(connection, order); });
+  return pool_.withTransaction([&](Connection& connection) -> Result<EndAnswer> {
+    ALLOT_TRY_VOID(passFence(connection, order.dept_no, default_route_));
+    return rollbackOnce(connection, order);
+  });
 }
 
 Result<EndAnswer> MysqlPath::deduct(const OrderRef& order) {
-  return pool_.withTransaction(
-      [&](Connection& connection) { return deductOnce(connection, order); });
+  return pool_.withTransaction([&](Connection& connection) -> Result<EndAnswer> {
+    ALLOT_TRY_VOID(passFence(connection, order.dept_no, default_route_));
+    return deductOnce(connection, order);
+  });
 }
 
 Result<OrderAnswer> MysqlPath::findOrder(const OrderRef& order) {
@@ -542,8 +591,10 @@ Result<OrderAnswer> MysqlPath::findOrder(const OrderRef& order) {
 
 Result<Quantities> MysqlPath::adjust(const AdjustRequest& request, const std::string& digest) {
   ALLOT_ASSERT(request.delta.has_value() != request.on_hand.has_value());
-  auto answer = pool_.withTransaction(
-      [&](Connection& connection) { return adjustOnce(connection, request, digest); });
+  auto answer = pool_.withTransaction([&](Connection& connection) -> Result<Quantities> {
+    ALLOT_TRY_VOID(passFence(connection, request.key.dept_no, default_route_));
+    return adjustOnce(connection, request, digest);
+  });
   const bool refused = !answer && (answer.error().code == ErrorCode::kInsufficientStock ||
                                    answer.error().code == ErrorCode::kInvalidRequest);
   if (refused) {

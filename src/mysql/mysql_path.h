@@ -15,14 +15,21 @@
 //     record's held lines.
 //
 // Lock order, the same in every transaction, so no two of them wait on each other in a
-// cycle: the orders row (or the stock_adjustments row) first, then stock rows sorted by key
-// (RecordKey order, which is the primary key order of stock).
+// cycle: the merchant's fence (its merchant_fences and merchant_routes rows, shared), then
+// the orders row (or the stock_adjustments row), then stock rows sorted by key (RecordKey
+// order, which is the primary key order of stock).
+//
+// The fence: a writing call runs only while the merchant is on the MySQL path and not being
+// switched, as the database says inside the call's own transaction, and a route switch waits
+// for the calls already running (MysqlRouteTable::saveRoute). A process whose cached route is
+// a moment old cannot change the merchant's rows after a switch has moved them away.
 #pragma once
 
 #include <string>
 
 #include "core/result.h"
 #include "domain/order.h"
+#include "domain/ports.h"
 #include "domain/quantities.h"
 #include "domain/record_key.h"
 #include "domain/stock_api.h"
@@ -41,7 +48,10 @@ namespace allot::mysql {
 class MysqlPath final : public StockApi {
  public:
   // The pool must outlive this object; the schema must be migrated (MysqlLedger::open).
-  explicit MysqlPath(Pool& pool) : pool_(pool) {}
+  // default_route: the route of a merchant without a merchant_routes row (allotd's
+  // default_route); the path refuses such a merchant unless it is the MySQL route.
+  explicit MysqlPath(Pool& pool, Route default_route = Route::kMysql)
+      : pool_(pool), default_route_(default_route) {}
 
   [[nodiscard]] Result<PreallocateOutcome> preallocate(const PreallocateRequest& request) override;
   [[nodiscard]] Result<EndAnswer> rollback(const OrderRef& order) override;
@@ -55,6 +65,7 @@ class MysqlPath final : public StockApi {
 
  private:
   Pool& pool_;
+  Route default_route_;
 };
 
 }  // namespace allot::mysql

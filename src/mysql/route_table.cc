@@ -17,13 +17,22 @@ Result<std::optional<StoredRoute>> MysqlRouteTable::findRoute(const std::string&
 }
 
 Result<void> MysqlRouteTable::saveRoute(const std::string& dept_no, const StoredRoute& route) {
-  ALLOT_TRY(lease, pool_.acquire());
   const std::int64_t switching = route.switching ? 1 : 0;
-  ALLOT_TRY_VOID(
-      lease->execute("INSERT INTO merchant_routes (dept_no, route, switching) VALUES (?, ?, ?) "
-                     "ON DUPLICATE KEY UPDATE route = VALUES(route), switching = VALUES(switching)",
-                     {std::string_view(dept_no), routeName(route.route), switching}));
-  return {};
+  // The merchant's fence first, exclusively: this waits for the MySQL path's transactions
+  // running for the merchant on any allotd (they hold it shared, mysql/mysql_path.h), and
+  // every later one reads the route saved here. In the MySQL path's lock order (the fence,
+  // then the route row), so the two never wait on each other in a cycle.
+  return pool_.withTransaction([&](Connection& connection) -> Result<void> {
+    ALLOT_TRY_VOID(
+        connection.execute("INSERT INTO merchant_fences (dept_no, epoch) VALUES (?, 1) "
+                           "ON DUPLICATE KEY UPDATE epoch = epoch + 1",
+                           {std::string_view(dept_no)}));
+    ALLOT_TRY_VOID(connection.execute(
+        "INSERT INTO merchant_routes (dept_no, route, switching) VALUES (?, ?, ?) "
+        "ON DUPLICATE KEY UPDATE route = VALUES(route), switching = VALUES(switching)",
+        {std::string_view(dept_no), routeName(route.route), switching}));
+    return {};
+  });
 }
 
 Result<void> MysqlRouteTable::forgetRoute(const std::string& dept_no) {

@@ -193,8 +193,8 @@ TEST(MysqlMigrator, AppliesOnceThenIsANoOp) {
                                  "table_schema = ? ORDER BY table_name",
                                  database.options().database);
   EXPECT_EQ(names, (std::vector<std::string>{
-                       "compensation_tasks", "merchant_routes", "orders", "order_lines",
-                       "outbox_dead_letters", "outbox_positions", "pending_orders",
+                       "compensation_tasks", "merchant_fences", "merchant_routes", "orders",
+                       "order_lines", "outbox_dead_letters", "outbox_positions", "pending_orders",
                        "reconciliations", "schema_migrations", "stock", "stock_adjustments"}));
 }
 

@@ -11,6 +11,8 @@
 #include <array>
 #include <atomic>
 #include <barrier>
+#include <chrono>
+#include <future>
 #include <iostream>
 #include <latch>
 #include <memory>
@@ -21,6 +23,7 @@
 
 #include "core/limits.h"
 #include "mysql/mysql_ledger.h"
+#include "mysql/route_table.h"
 #include "mysql/url.h"
 #include "support/test_env.h"
 
@@ -815,6 +818,68 @@ TEST_F(MysqlPathTest, TwoLineOrdersInBothOrdersNeverOversell) {
   EXPECT_EQ(held.load(), 150);
   EXPECT_EQ(stock(a), (Quantities{300, 300, 0}));
   EXPECT_EQ(stock(b), (Quantities{200, 150, 0}));
+}
+
+// ---- the fence against a route switch ----
+
+// A switch of the merchant (the route saved as switching) waits for a MySQL-path call already
+// in its transaction, here held up on a stock row another connection has locked; once the
+// switch has begun, every writing call refuses with 503, and once the merchant is on the
+// Redis route, so does every call of a process that still takes it for a MySQL merchant.
+TEST_F(MysqlPathTest, ASwitchWaitsForTheCallsInTheirTransactionAndLaterCallsAreRefused) {
+  const RecordKey record = seeded("G-fence", 10);
+  auto blocker = ledger_->pool().acquire();
+  ASSERT_TRUE(blocker) << describe(blocker.error());
+  ASSERT_TRUE((*blocker)->begin().has_value());
+  ASSERT_TRUE((*blocker)
+                  ->query("SELECT on_hand FROM stock WHERE dept_no = ? AND goods_no = ? FOR UPDATE",
+                          {dept_, record.goods_no})
+                  .has_value());
+  auto running = std::async(std::launch::async, [&] {
+    return path_->preallocate(order("o-1", {{record, 3}}));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // in its transaction, waiting
+  MysqlRouteTable table(ledger_->pool());
+  auto switching = std::async(std::launch::async, [&] {
+    return table.saveRoute(dept_, StoredRoute{Route::kMysql, /*switching=*/true});
+  });
+  const bool switched_meanwhile =
+      switching.wait_for(std::chrono::milliseconds(500)) == std::future_status::ready;
+  ASSERT_TRUE((*blocker)->commit().has_value());
+  auto answered = running.get();
+  ASSERT_TRUE(answered) << describe(answered.error());
+  EXPECT_TRUE(std::holds_alternative<OrderAnswer>(*answered));
+  auto saved = switching.get();
+  ASSERT_TRUE(saved) << describe(saved.error());
+  EXPECT_FALSE(switched_meanwhile) << "the switch did not wait for the call in its transaction";
+
+  auto refused = path_->preallocate(order("o-2", {{record, 1}}));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable) << describe(refused.error());
+  auto rollback = path_->rollback({dept_, "o-1"});
+  ASSERT_FALSE(rollback.has_value());
+  EXPECT_EQ(rollback.error().code, ErrorCode::kUnavailable);
+  ASSERT_TRUE(table.saveRoute(dept_, StoredRoute{Route::kRedis, false}).has_value());
+  auto deduct = path_->deduct({dept_, "o-1"});
+  ASSERT_FALSE(deduct.has_value());
+  EXPECT_EQ(deduct.error().code, ErrorCode::kUnavailable) << describe(deduct.error());
+  auto adjust = path_->adjust(deltaRequest(record, testing::uniqueName("ref"), 5), "late");
+  ASSERT_FALSE(adjust.has_value());
+  EXPECT_EQ(adjust.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(stock(record), (Quantities{10, 3, 0}));  // nothing of the refused calls landed
+  EXPECT_EQ(orderStatus("o-2"), std::vector<std::string>{});
+}
+
+// A merchant without a merchant_routes row is on the default route: a process whose default
+// is Redis refuses it on the MySQL path; one whose default is MySQL serves it.
+TEST_F(MysqlPathTest, AMerchantWithoutARouteRowIsServedOnlyWhenTheDefaultIsMysql) {
+  const RecordKey record = seeded("G-default", 4);
+  MysqlPath redis_default(ledger_->pool(), Route::kRedis);
+  auto refused = redis_default.preallocate(order("o-1", {{record, 1}}));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable) << describe(refused.error());
+  EXPECT_EQ(allocated(order("o-2", {{record, 1}})).status, OrderStatus::kAllocated);
+  EXPECT_EQ(stock(record), (Quantities{4, 1, 0}));
 }
 
 }  // namespace
