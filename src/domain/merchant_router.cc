@@ -46,9 +46,9 @@ Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>&
   while (true) {
     // A reader that began before the latest switch step does not count: what it reads may be
     // older than the switch, so it is neither waited for nor believed.
-    while (entry.refreshing && entry.reading_epoch == entry.epoch) {
-      if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout && entry.refreshing &&
-          entry.reading_epoch == entry.epoch) {
+    while (entry.reader_epoch == entry.epoch) {
+      if (shard.changed.wait_until(lock, deadline) == std::cv_status::timeout &&
+          entry.reader_epoch == entry.epoch) {
         return std::unexpected(unavailable(
             "the route of merchant " + dept_no + " is being read and the database has not " +
             "answered for " + std::to_string(options_.call_wait_ms) + " ms; retry"));
@@ -56,13 +56,12 @@ Result<void> MerchantRouter::refresh(Shard& shard, std::unique_lock<std::mutex>&
     }
     if (!force && fresh()) return {};  // another caller has just read it
     const auto epoch = entry.epoch;
-    entry.refreshing = true;
-    entry.reading_epoch = epoch;
+    entry.reader_epoch = epoch;
     lock.unlock();
     auto stored = table_.findRoute(dept_no);
     const auto now = steadyMs();
     lock.lock();
-    if (entry.reading_epoch == epoch) entry.refreshing = false;
+    if (entry.reader_epoch == epoch) entry.reader_epoch.reset();
     shard.changed.notify_all();
     if (entry.epoch != epoch) {
       // A switch closed or opened the gate while the table was read: this read may show the

@@ -97,11 +97,11 @@ class MerchantRouter final : public StockApi, public RouteGate {
     bool configured = false;
     std::int64_t loaded_ms = -1;  // when the table was last read; -1: never
     bool local_switch = false;    // this process is switching it: calls wait
-    bool refreshing = false;      // a caller is reading the table for it (without the lock)
     // Moved on by a switch as it closes the gate and again before it reads the table once the
     // data has moved. A read of the table that began in an earlier epoch is not installed.
     std::uint64_t epoch = 0;
-    std::uint64_t reading_epoch = 0;  // the epoch the reader in `refreshing` began in
+    // A caller is reading the table for it (without the lock), begun in this epoch.
+    std::optional<std::uint64_t> reader_epoch;
     int in_flight = 0;
   };
   struct Shard {
