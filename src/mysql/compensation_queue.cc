@@ -84,13 +84,12 @@ Result<bool> MysqlCompensationQueue::releaseUnansweredInDatabase(const OrderRef&
   return pool_.withTransaction([&](Connection& connection) -> Result<bool> {
     const std::array<Param, 2> ref{Param{std::string_view(order.dept_no)},
                                    Param{std::string_view(order.order_no)}};
-    // Shared: a switch of the merchant (which writes its row) waits until this is done.
-    ALLOT_TRY(route, connection.query("SELECT route, switching FROM merchant_routes WHERE "
-                                      "dept_no = ? LOCK IN SHARE MODE",
-                                      {std::string_view(order.dept_no)}));
-    if (route.empty() || route[0].text(0) != "mysql" || route[0].integer(1).value_or(1) != 0) {
-      return false;
-    }
+    // Behind the merchant's fence, as a call of the MySQL path: a switch of the merchant waits
+    // until this is done. Only a merchant switched to MySQL can have such an order (its
+    // straggler ran on Redis before), and a switch gives it a route row: one without is taken
+    // to be on Redis here, whatever the default.
+    ALLOT_TRY(fence, enterMerchantFence(connection, order.dept_no, Route::kRedis));
+    if (fence != FenceState::kOnMysql) return false;
     // The orders row is the MySQL path's lock of an order (a locking read of a missing row
     // takes none under READ COMMITTED): a placeholder row, deleted again below, holds off a
     // call of the same order until this commits.

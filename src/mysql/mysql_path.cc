@@ -137,28 +137,17 @@ constexpr std::string_view kInsertFence =
 // Passes the merchant's fence: holds the shared lock until the transaction ends, and fails
 // with 503 unless the merchant is on the MySQL path and not being switched.
 Result<void> passFence(Connection& connection, const std::string& dept_no, Route default_route) {
-  ALLOT_TRY(rows, connection.query(kSelectFence, {std::string_view(dept_no)}));
-  if (rows.empty()) {
-    ALLOT_TRY_VOID(connection.execute(kInsertFence, {std::string_view(dept_no)}));
-    ALLOT_TRY(locked, connection.query(kSelectFence, {std::string_view(dept_no)}));
-    rows = std::move(locked);
-    if (rows.empty()) return fail(ErrorCode::kInternal, "the fence of " + dept_no + " vanished");
+  ALLOT_TRY(state, enterMerchantFence(connection, dept_no, default_route));
+  switch (state) {
+    case FenceState::kOnMysql: return {};
+    case FenceState::kSwitching:
+      return fail(ErrorCode::kUnavailable,
+                  "merchant " + dept_no + " is moving between routes; retry");
+    case FenceState::kOnRedis:
+      return fail(ErrorCode::kUnavailable,
+                  "merchant " + dept_no + " has moved to the Redis route; retry");
   }
-  const bool configured = !rows[0].isNull(0);
-  bool switching = false;
-  if (configured) {
-    ALLOT_TRY(flag, rows[0].integer(1));
-    switching = flag != 0;
-  }
-  const bool on_mysql =
-      configured ? rows[0].text(0) == routeName(Route::kMysql) : default_route == Route::kMysql;
-  if (switching || !on_mysql) {
-    return fail(ErrorCode::kUnavailable,
-                "merchant " + dept_no +
-                    (switching ? " is moving between routes" : " has moved to the Redis route") +
-                    "; retry");
-  }
-  return {};
+  return fail(ErrorCode::kInternal, "unknown fence state");
 }
 
 // ---- stock rows ----
@@ -530,6 +519,23 @@ Result<Quantities> adjustOnce(Connection& connection, const AdjustRequest& reque
 }
 
 }  // namespace
+
+Result<FenceState> enterMerchantFence(Connection& connection, const std::string& dept_no,
+                                      Route default_route) {
+  ALLOT_TRY(rows, connection.query(kSelectFence, {std::string_view(dept_no)}));
+  if (rows.empty()) {
+    ALLOT_TRY_VOID(connection.execute(kInsertFence, {std::string_view(dept_no)}));
+    ALLOT_TRY(locked, connection.query(kSelectFence, {std::string_view(dept_no)}));
+    rows = std::move(locked);
+    if (rows.empty()) return fail(ErrorCode::kInternal, "the fence of " + dept_no + " vanished");
+  }
+  if (rows[0].isNull(0)) {
+    return default_route == Route::kMysql ? FenceState::kOnMysql : FenceState::kOnRedis;
+  }
+  ALLOT_TRY(switching, rows[0].integer(1));
+  if (switching != 0) return FenceState::kSwitching;
+  return rows[0].text(0) == routeName(Route::kMysql) ? FenceState::kOnMysql : FenceState::kOnRedis;
+}
 
 Result<void> releaseHeldStock(Connection& connection, const OrderRef& order, bool ship) {
   ALLOT_TRY(held, selectLines(connection, order, kSelectHeldLines));

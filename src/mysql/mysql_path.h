@@ -45,6 +45,15 @@ namespace allot::mysql {
 [[nodiscard]] Result<void> releaseHeldStock(Connection& connection, const OrderRef& order,
                                             bool ship);
 
+// Where the merchant stands, read in the transaction of `connection` behind its fence: a
+// shared lock on its merchant_fences row (created on first use) and on its merchant_routes
+// row, held until the transaction ends, so a switch of the merchant (MysqlRouteTable::
+// saveRoute) waits for it. A merchant without a merchant_routes row is on `default_route`.
+enum class FenceState { kOnMysql, kSwitching, kOnRedis };
+[[nodiscard]] Result<FenceState> enterMerchantFence(Connection& connection,
+                                                    const std::string& dept_no,
+                                                    Route default_route);
+
 class MysqlPath final : public StockApi {
  public:
   // The pool must outlive this object; the schema must be migrated (MysqlLedger::open).
